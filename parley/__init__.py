@@ -1,0 +1,3 @@
+"""Parley: an open-source social CRM."""
+
+__version__ = "0.1.0"

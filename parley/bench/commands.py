@@ -1,0 +1,3 @@
+"""``parley bench …``: each benchmark sets up what it needs, runs, cleans up, and prints JSON last."""
+
+from __future__ import annotations

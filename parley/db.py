@@ -1,0 +1,95 @@
+"""Database engines and sessions: SQLite (WAL) by default, PostgreSQL for scale."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, NewType
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+log = structlog.get_logger()
+
+AsyncReadSession = NewType("AsyncReadSession", AsyncSession)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT and issues BEGIN
+    # lazily; we take over and begin IMMEDIATE so that two writers queue on
+    # busy_timeout instead of failing with SQLITE_BUSY on lock upgrade.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """Creates the async engine for ``url``, with SQLite tuned for durable concurrent use."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+OnCommit = Callable[[], Awaitable[None]]
+_ON_COMMIT = "parley.on_commit"
+
+
+def on_commit(session: AsyncSession, callback: OnCommit) -> None:
+    """Runs ``callback`` after the session's transaction commits, and never if it rolls back.
+
+    Side effects (realtime pushes, wake-ups of workers) go through here so that
+    nobody is told about a row that does not exist.
+    """
+    session.info.setdefault(_ON_COMMIT, []).append(callback)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commits and then runs the callbacks registered with :func:`on_commit`."""
+    await session.commit()
+    callbacks: list[OnCommit] = session.info.pop(_ON_COMMIT, [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception("on_commit.failed", callback=getattr(callback, "__qualname__", repr(callback)))
+
+
+def rollback_callbacks(session: AsyncSession) -> None:
+    session.info.pop(_ON_COMMIT, None)
+
+
+@asynccontextmanager
+async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that commits (then runs on-commit callbacks) on success and rolls back on error."""
+    async with maker() as session:
+        try:
+            yield session
+        except BaseException:
+            rollback_callbacks(session)
+            await session.rollback()
+            raise
+        await commit(session)

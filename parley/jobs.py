@@ -1,0 +1,5 @@
+"""Imports every module that registers background jobs, so the runner sees them all."""
+
+from parley.auth import tasks as auth_tasks
+
+__all__ = ["auth_tasks"]

@@ -1,0 +1,29 @@
+"""Every ORM model, imported here so that Alembic and the mappers see them all."""
+
+from parley.models.api_token import APIToken
+from parley.models.audit_log import AuditLog
+from parley.models.base import Base
+from parley.models.channel_account import ChannelAccount, ChannelSender
+from parley.models.inbound_event import InboundEvent
+from parley.models.login_attempt import LoginAttempt
+from parley.models.platform_token import PlatformToken
+from parley.models.role import Role
+from parley.models.team import Team, team_members
+from parley.models.user import User
+from parley.models.user_session import UserSession
+
+__all__ = [
+    "APIToken",
+    "AuditLog",
+    "Base",
+    "ChannelAccount",
+    "ChannelSender",
+    "InboundEvent",
+    "LoginAttempt",
+    "PlatformToken",
+    "Role",
+    "Team",
+    "User",
+    "UserSession",
+    "team_members",
+]

@@ -1,0 +1,1 @@
+"""Faithful simulators of the messaging platforms, for the demo, the tests and the benchmarks."""

@@ -6,11 +6,17 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from parley.config import get_settings
+
+if TYPE_CHECKING:
+    from parley.context import Context
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Parley, the open-source social CRM.", no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
@@ -21,13 +27,31 @@ app.add_typer(user_app, name="user")
 app.add_typer(bench_app, name="bench")
 
 
-def _add_sandbox() -> None:
+def _add_subcommands() -> None:
+    from parley.channels.cli import channel_app
     from parley.sandbox.cli import sandbox_app
 
+    app.add_typer(channel_app, name="channel")
     app.add_typer(sandbox_app, name="sandbox")
 
 
-_add_sandbox()
+def run_with_context(work: Callable[[Context], Awaitable[T]]) -> T:
+    """Runs ``work`` with a process context on a migrated database (CLI commands)."""
+    from parley.context import build_context
+
+    _migrate_embedded()
+
+    async def main() -> T:
+        ctx = build_context(get_settings())
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    return asyncio.run(main())
+
+
+_add_subcommands()
 
 
 def _setup_logging() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,11 @@ class Context:
     secret_box: SecretBox
     # Later parts (event bus, delivery wake-ups) hang their process-wide objects here.
     extras: dict[str, Any] = field(default_factory=dict)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        for callback in reversed(self.on_close):
+            await callback()
         await self.engine.dispose()
 
 

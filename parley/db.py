@@ -18,10 +18,25 @@ log = structlog.get_logger()
 AsyncReadSession = NewType("AsyncReadSession", AsyncSession)
 
 
+SQLITE_BEGIN = "parley_sqlite_begin"
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Starts the session's transaction as a writer.
+
+    On SQLite a deferred transaction that reads and then writes fails at once
+    (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between; taking the
+    write lock up front makes concurrent writers queue on busy_timeout instead.
+    Readers are unaffected (WAL). No-op on PostgreSQL.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite" and not session.in_transaction():
+        await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT and issues BEGIN
-    # lazily; we take over and begin IMMEDIATE so that two writers queue on
-    # busy_timeout instead of failing with SQLITE_BUSY on lock upgrade.
+    # lazily; we take over (see the "begin" listener and begin_write()).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -42,7 +57,8 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     return create_async_engine(
@@ -83,9 +99,13 @@ def rollback_callbacks(session: AsyncSession) -> None:
 
 
 @asynccontextmanager
-async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+async def session_scope(
+    maker: async_sessionmaker[AsyncSession], *, write: bool = True
+) -> AsyncIterator[AsyncSession]:
     """A session that commits (then runs on-commit callbacks) on success and rolls back on error."""
     async with maker() as session:
+        if write:
+            await begin_write(session)
         try:
             yield session
         except BaseException:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.auth import service as auth_service
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
-from parley.db import commit, rollback_callbacks
+from parley.db import begin_write, commit, rollback_callbacks
 from parley.exceptions import Forbidden, Unauthorized
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -27,6 +27,8 @@ CSRF_FORM_FIELD = "csrf_token"
 async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed before the response is sent, rolled back on error."""
     async with request.app.state.sessionmaker() as session:
+        if request.method not in SAFE_METHODS:
+            await begin_write(session)
         try:
             yield session
         except BaseException:
@@ -66,6 +68,12 @@ async def _resolve(request: Request, session: AsyncSession) -> Principal | None:
                 principal = Principal(
                     user=session_row.user, permissions=permissions, session=session_row, ip=client_ip(request)
                 )
+    if principal is not None:
+        # Detached, so that a rollback (which expires everything in the session)
+        # cannot leave an error page unable to show who is signed in.
+        session.expunge(principal.user)
+        if principal.session is not None:
+            session.expunge(principal.session)
     request.state.principal = principal
     return principal
 

@@ -306,8 +306,9 @@ class UserService:
                 target_id=user.id,
                 changes=changes,
             )
+        # The role relationship may point at the old role; reload the user whole.
         session.expire(user)
-        return await self.get(session, user.id)
+        return await self.get(session, user_id)
 
     async def permissions_of(self, session: AsyncSession, user: User) -> frozenset[str]:
         role_row = await session.get(Role, user.role_id)

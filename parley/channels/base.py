@@ -6,6 +6,7 @@ and writes outbound messages; adapters translate both ways (DESIGN.md).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -275,7 +276,8 @@ class TokenStore(Protocol):
 
 class ChannelAdapter(Protocol):
     type: ClassVar[ChannelType]
-    config_schema: ClassVar[type[ChannelConfig]]
+    # builtins.type: the attribute above shadows the builtin inside this class body.
+    config_schema: ClassVar[builtins.type[ChannelConfig]]
     capabilities: ClassVar[Capabilities]
 
     def __init__(self, account: AccountContext, http: httpx.AsyncClient, tokens: TokenStore) -> None: ...

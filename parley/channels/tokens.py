@@ -42,7 +42,10 @@ class DatabaseTokenStore:
             if row is None:
                 session.add(
                     PlatformToken(
-                        account_id=uuid.UUID(account_id), kind=kind, value_sealed=sealed, expires_at=expires_at
+                        account_id=uuid.UUID(account_id),
+                        kind=kind,
+                        value_sealed=sealed,
+                        expires_at=expires_at,
                     )
                 )
             else:

@@ -1,0 +1,169 @@
+"""Channel accounts over the REST API, and the platforms' webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from parley.auth.dependencies import DBSession, authorize
+from parley.auth.permissions import Permission
+from parley.auth.service import Principal
+from parley.channels.base import (
+    ChannelType,
+    MalformedPayloadError,
+    SignatureError,
+    UnsupportedEventTypeError,
+    WebhookRequest,
+)
+from parley.channels.ingest import store_events
+from parley.channels.runtime import runtime
+from parley.channels.schemas import (
+    ChannelAccountCreate,
+    ChannelAccountRead,
+    ChannelAccountUpdate,
+    SenderCreate,
+    SenderRead,
+)
+from parley.channels.service import channel_account
+from parley.context import Context
+from parley.exceptions import NotFound
+from parley.models import ChannelAccount
+
+log = structlog.get_logger()
+
+ChannelsRead = Annotated[Principal, Depends(authorize(Permission.channels_read))]
+ChannelsWrite = Annotated[Principal, Depends(authorize(Permission.channels_write))]
+
+router = APIRouter(prefix="/api/v1/channel-accounts", tags=["channels"])
+webhooks = APIRouter(tags=["webhooks"])
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def _read(request: Request, account: ChannelAccount) -> ChannelAccountRead:
+    ctx = _ctx(request)
+    return channel_account.read(account, box=ctx.secret_box, base_url=ctx.settings.base_url)
+
+
+@router.get("", response_model=list[ChannelAccountRead])
+async def list_channel_accounts(
+    request: Request, _: ChannelsRead, session: DBSession, type: ChannelType | None = None
+) -> list[ChannelAccountRead]:
+    accounts = await channel_account.list_accounts(session, channel_type=type.value if type else None)
+    return [_read(request, a) for a in accounts]
+
+
+@router.post(
+    "",
+    response_model=ChannelAccountRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "Already connected"}, 422: {"description": "Invalid credentials"}},
+)
+async def create_channel_account(
+    request: Request, principal: ChannelsWrite, session: DBSession, data: ChannelAccountCreate
+) -> ChannelAccountRead:
+    account = await channel_account.create(session, actor=principal, box=_ctx(request).secret_box, data=data)
+    return _read(request, await channel_account.get(session, account.id))
+
+
+@router.get("/{account_id}", response_model=ChannelAccountRead)
+async def read_channel_account(
+    request: Request, _: ChannelsRead, session: DBSession, account_id: uuid.UUID
+) -> ChannelAccountRead:
+    return _read(request, await channel_account.get(session, account_id))
+
+
+@router.patch("/{account_id}", response_model=ChannelAccountRead)
+async def update_channel_account(
+    request: Request,
+    principal: ChannelsWrite,
+    session: DBSession,
+    account_id: uuid.UUID,
+    data: ChannelAccountUpdate,
+) -> ChannelAccountRead:
+    await channel_account.update(
+        session, actor=principal, box=_ctx(request).secret_box, account_id=account_id, data=data
+    )
+    return _read(request, await channel_account.get(session, account_id))
+
+
+@router.post("/{account_id}/senders", response_model=SenderRead, status_code=status.HTTP_201_CREATED)
+async def add_sender(
+    principal: ChannelsWrite, session: DBSession, account_id: uuid.UUID, data: SenderCreate
+) -> SenderRead:
+    sender = await channel_account.add_sender(session, actor=principal, account_id=account_id, data=data)
+    return SenderRead.model_validate(sender)
+
+
+@router.post("/{account_id}/senders/{sender_id}/primary", status_code=status.HTTP_204_NO_CONTENT)
+async def make_sender_primary(
+    principal: ChannelsWrite, session: DBSession, account_id: uuid.UUID, sender_id: uuid.UUID
+) -> None:
+    await channel_account.make_primary(session, actor=principal, account_id=account_id, sender_id=sender_id)
+
+
+def _problem(status_code: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
+
+
+async def _account(session: DBSession, channel_type: ChannelType, account_id: uuid.UUID) -> ChannelAccount:
+    account = await session.get(ChannelAccount, account_id)
+    if account is None or account.type != channel_type.value or not account.is_active:
+        raise NotFound("No active channel account at this webhook address")
+    return account
+
+
+def _webhook_request(request: Request, body: bytes) -> WebhookRequest:
+    return WebhookRequest(
+        method=request.method,
+        query=dict(request.query_params),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+
+
+@webhooks.get("/channels/{channel_type}/{account_id}/webhook")
+async def verify_webhook(
+    request: Request, session: DBSession, channel_type: ChannelType, account_id: uuid.UUID
+) -> Response:
+    """The platform's URL verification handshake."""
+    account = await _account(session, channel_type, account_id)
+    adapter = runtime(_ctx(request)).adapter(account)
+    try:
+        ack = adapter.handshake(_webhook_request(request, b""))
+    except SignatureError as exc:
+        return _problem(403, "SignatureError", exc.message)
+    return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+
+
+@webhooks.post("/channels/{channel_type}/{account_id}/webhook")
+async def receive_webhook(
+    request: Request, session: DBSession, channel_type: ChannelType, account_id: uuid.UUID
+) -> Response:
+    """Verify, parse, store once, answer: the platform's delivery of messages, events and statuses."""
+    account = await _account(session, channel_type, account_id)
+    adapter = runtime(_ctx(request)).adapter(account)
+    body = await request.body()
+    webhook = _webhook_request(request, body)
+    bound = log.bind(channel=channel_type.value, account_id=str(account_id))
+    try:
+        adapter.verify(webhook)
+        events = adapter.parse(webhook)
+    except SignatureError as exc:
+        bound.warning("webhook.bad_signature", detail=exc.message)
+        return _problem(403, "SignatureError", exc.message)
+    except (MalformedPayloadError, UnsupportedEventTypeError) as exc:
+        bound.warning("webhook.malformed", detail=exc.message)
+        return _problem(400, type(exc).__name__, exc.message)
+    stored = await store_events(session, account=account, events=events, raw=body.decode("utf-8", "replace"))
+    if stored.duplicates:
+        bound.info("webhook.duplicates", duplicates=stored.duplicates)
+    ack = adapter.acknowledge(webhook, None)
+    return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)

@@ -6,6 +6,7 @@ from parley.models.base import Base
 from parley.models.channel_account import ChannelAccount, ChannelSender
 from parley.models.inbound_event import InboundEvent
 from parley.models.login_attempt import LoginAttempt
+from parley.models.message import Direction, Message, MessageStatus, Priority
 from parley.models.platform_token import PlatformToken
 from parley.models.role import Role
 from parley.models.team import Team, team_members
@@ -19,7 +20,11 @@ __all__ = [
     "ChannelAccount",
     "ChannelSender",
     "InboundEvent",
+    "Direction",
     "LoginAttempt",
+    "Message",
+    "MessageStatus",
+    "Priority",
     "PlatformToken",
     "Role",
     "Team",

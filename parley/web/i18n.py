@@ -22,8 +22,10 @@ _DIR = Path(__file__).parent / "locales"
 
 @cache
 def catalog(locale: str) -> dict[str, str]:
-    path = _DIR / f"{locale}.json"
-    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    """The locale's messages: ``<locale>.json`` plus every domain file ``<domain>.<locale>.json``."""
+    data: dict[str, str] = json.loads((_DIR / f"{locale}.json").read_text(encoding="utf-8"))
+    for extra in sorted(_DIR.glob(f"*.{locale}.json")):
+        data.update(json.loads(extra.read_text(encoding="utf-8")))
     return data
 
 

@@ -21,6 +21,7 @@ from parley.db import session_scope
 from parley.exceptions import ParleyError
 from parley.ops.limits import BodySizeLimitMiddleware
 from parley.ops.metrics import MetricsMiddleware
+from parley.realtime.service import hub_of, start_bus
 from parley.web.auth import LoginRequired
 from parley.web.rendering import render
 from parley.worker import Runner
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         app.state.sessionmaker = ctx.sessionmaker
         async with session_scope(ctx.sessionmaker) as session:
             await auth_service.role.ensure_builtin(session)
+        await start_bus(ctx)
+        hub_of(ctx)
         runner = Runner(ctx) if run_workers else None
         if runner:
             runner.start()

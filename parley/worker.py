@@ -110,6 +110,10 @@ class Runner:
 
 
 async def run_forever(ctx: Context, stop: asyncio.Event) -> None:
+    from parley.realtime.service import start_bus
+
+    # Workers publish too (delivery statuses reach agents' browsers through the bus).
+    await start_bus(ctx)
     runner = Runner(ctx)
     runner.start()
     try:

@@ -83,7 +83,9 @@ class TestPermissions:
 
     async def test_builtin_role_cannot_be_deleted_or_changed(self, client, session, admin_headers):
         agent_role = await session.scalar(select(Role).where(Role.name == "agent"))
-        assert (await client.delete(f"/api/v1/roles/{agent_role.id}", headers=admin_headers)).status_code == 409
+        assert (
+            await client.delete(f"/api/v1/roles/{agent_role.id}", headers=admin_headers)
+        ).status_code == 409
         response = await client.patch(
             f"/api/v1/roles/{agent_role.id}", json={"permissions": ["users.write"]}, headers=admin_headers
         )
@@ -91,7 +93,9 @@ class TestPermissions:
 
     async def test_role_in_use_cannot_be_deleted(self, client, session, admin_headers):
         role = (
-            await client.post("/api/v1/roles", json={"name": "night", "permissions": []}, headers=admin_headers)
+            await client.post(
+                "/api/v1/roles", json={"name": "night", "permissions": []}, headers=admin_headers
+            )
         ).json()
         await create_user(session, email="owl@example.com", role="night")
         response = await client.delete(f"/api/v1/roles/{role['id']}", headers=admin_headers)
@@ -106,14 +110,21 @@ class TestUserCreation:
     async def test_creates_user_and_audits_it(self, client, session, admin, admin_headers):
         response = await client.post(
             "/api/v1/users",
-            json={"email": "New@Example.com", "name": "New Agent", "password": "s3cret-pass", "role": "agent"},
+            json={
+                "email": "New@Example.com",
+                "name": "New Agent",
+                "password": "s3cret-pass",
+                "role": "agent",
+            },
             headers=admin_headers,
         )
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["email"] == "new@example.com"
         assert "password" not in body and "password_hash" not in body
-        entry = await session.scalar(select(AuditLog).where(AuditLog.action == "user.create", AuditLog.actor_id == admin.id))
+        entry = await session.scalar(
+            select(AuditLog).where(AuditLog.action == "user.create", AuditLog.actor_id == admin.id)
+        )
         assert entry is not None
         assert entry.changes["email"] == "new@example.com"
 
@@ -123,7 +134,9 @@ class TestUserCreation:
         before = await self._count_users(session)
         audits = await session.scalar(select(func.count()).select_from(AuditLog))
         response = await client.post(
-            "/api/v1/users", json={**payload, "email": "DUP@example.com", "name": "Two"}, headers=admin_headers
+            "/api/v1/users",
+            json={**payload, "email": "DUP@example.com", "name": "Two"},
+            headers=admin_headers,
         )
         assert response.status_code == 409
         assert "dup@example.com" in response.json()["detail"]
@@ -155,7 +168,13 @@ class TestUserCreation:
     async def test_invalid_time_zone_is_refused(self, client, admin_headers):
         response = await client.post(
             "/api/v1/users",
-            json={"email": "tz@example.com", "name": "T", "password": "long-enough", "role": "agent", "timezone": "Mars/Base"},
+            json={
+                "email": "tz@example.com",
+                "name": "T",
+                "password": "long-enough",
+                "role": "agent",
+                "timezone": "Mars/Base",
+            },
             headers=admin_headers,
         )
         assert response.status_code == 422
@@ -163,9 +182,13 @@ class TestUserCreation:
 
 class TestSelfProtection:
     async def test_admin_cannot_demote_or_deactivate_self(self, client, admin, admin_headers):
-        demote = await client.patch(f"/api/v1/users/{admin.id}", json={"role": "agent"}, headers=admin_headers)
+        demote = await client.patch(
+            f"/api/v1/users/{admin.id}", json={"role": "agent"}, headers=admin_headers
+        )
         assert demote.status_code == 409
-        deactivate = await client.patch(f"/api/v1/users/{admin.id}", json={"is_active": False}, headers=admin_headers)
+        deactivate = await client.patch(
+            f"/api/v1/users/{admin.id}", json={"is_active": False}, headers=admin_headers
+        )
         assert deactivate.status_code == 409
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from parley.config import Environment, Settings
 
 
@@ -26,7 +28,9 @@ class TestProbes:
 class TestBodyLimit:
     async def test_oversized_body_is_413(self, client, admin_headers):
         response = await client.post(
-            "/api/v1/teams", content=b"{" + b" " * (1024 * 1024 + 10) + b"}", headers={**admin_headers, "Content-Type": "application/json"}
+            "/api/v1/teams",
+            content=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+            headers={**admin_headers, "Content-Type": "application/json"},
         )
         assert response.status_code == 413
         assert response.json()["error"] == "PayloadTooLarge"
@@ -35,12 +39,8 @@ class TestBodyLimit:
 class TestSecrets:
     def test_production_refuses_default_secret(self, tmp_path):
         settings = Settings(env=Environment.production, data_dir=tmp_path, secret_key="change-me")  # type: ignore[arg-type]
-        try:
+        with pytest.raises(RuntimeError, match="PARLEY_SECRET_KEY"):
             settings.resolved_secret_key()
-        except RuntimeError as exc:
-            assert "PARLEY_SECRET_KEY" in str(exc)
-        else:
-            raise AssertionError("production started with the default secret")
 
     def test_embedded_default_generates_and_keeps_a_secret(self, tmp_path):
         first = Settings(data_dir=tmp_path).resolved_secret_key()

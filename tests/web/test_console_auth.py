@@ -47,7 +47,8 @@ class TestLogin:
     async def test_login_form_without_its_csrf_cookie_is_refused(self, client, session):
         await create_user(session, email="agent@example.com")
         response = await client.post(
-            "/login", data={"email": "agent@example.com", "password": DEFAULT_PASSWORD, "csrf_token": "forged"}
+            "/login",
+            data={"email": "agent@example.com", "password": DEFAULT_PASSWORD, "csrf_token": "forged"},
         )
         assert response.status_code == 403
 
@@ -57,7 +58,12 @@ class TestLogin:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         response = await client.post(
             "/login",
-            data={"email": "agent@example.com", "password": DEFAULT_PASSWORD, "csrf_token": token, "next": "//evil.example/"},
+            data={
+                "email": "agent@example.com",
+                "password": DEFAULT_PASSWORD,
+                "csrf_token": token,
+                "next": "//evil.example/",
+            },
         )
         assert response.headers["location"] == "/"
 
@@ -106,5 +112,7 @@ class TestLanguage:
     async def test_switching_locale_saves_it(self, client, session):
         await create_user(session, email="sam@example.com", role="agent")
         browser = await signed_in(client, "sam@example.com")
-        await client.post("/settings/locale", data={"locale": "zh_CN", "next": "/inbox", "csrf_token": browser.csrf})
+        await client.post(
+            "/settings/locale", data={"locale": "zh_CN", "next": "/inbox", "csrf_token": browser.csrf}
+        )
         assert (await client.get("/api/v1/me")).json()["locale"] == "zh_CN"

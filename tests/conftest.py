@@ -48,7 +48,9 @@ async def _recreate_postgres_database(admin_url: str, name: str) -> str:
     try:
         async with engine.connect() as conn:
             await conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
                 {"n": name},
             )
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))

@@ -4,6 +4,8 @@ from parley.models.api_token import APIToken
 from parley.models.audit_log import AuditLog
 from parley.models.base import Base
 from parley.models.channel_account import ChannelAccount, ChannelSender
+from parley.models.contact import Contact, ContactIdentity, IdentityKind, TimelineEvent
+from parley.models.conversation import Conversation, ConversationStatus
 from parley.models.inbound_event import InboundEvent
 from parley.models.login_attempt import LoginAttempt
 from parley.models.message import Direction, Message, MessageStatus, Priority
@@ -19,7 +21,12 @@ __all__ = [
     "Base",
     "ChannelAccount",
     "ChannelSender",
+    "Contact",
+    "ContactIdentity",
+    "Conversation",
+    "ConversationStatus",
     "Direction",
+    "IdentityKind",
     "InboundEvent",
     "LoginAttempt",
     "Message",
@@ -28,6 +35,7 @@ __all__ = [
     "Priority",
     "Role",
     "Team",
+    "TimelineEvent",
     "User",
     "UserSession",
     "team_members",

@@ -1,5 +1,6 @@
 """Imports every module that registers background jobs, so the runner sees them all."""
 
 from parley.auth import tasks as auth_tasks
+from parley.conversations import tasks as conversation_tasks
 
-__all__ = ["auth_tasks"]
+__all__ = ["auth_tasks", "conversation_tasks"]

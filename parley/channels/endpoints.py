@@ -30,6 +30,7 @@ from parley.channels.schemas import (
 )
 from parley.channels.service import channel_account
 from parley.context import Context
+from parley.conversations.inbound import process_new
 from parley.exceptions import NotFound
 from parley.models import ChannelAccount
 
@@ -165,5 +166,6 @@ async def receive_webhook(
     stored = await store_events(session, account=account, events=events, raw=body.decode("utf-8", "replace"))
     if stored.duplicates:
         bound.info("webhook.duplicates", duplicates=stored.duplicates)
+    await process_new(session, _ctx(request), account=account, ids=stored.new_ids)
     ack = adapter.acknowledge(webhook, None)
     return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)

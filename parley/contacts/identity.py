@@ -1,0 +1,135 @@
+"""Finding the contact behind a platform sender, creating it on first contact.
+
+Identities sharing a WeChat UnionID, or a verified phone number (a WhatsApp
+number is one), resolve to one contact, so a customer who follows two of a
+brand's accounts and also writes on WhatsApp is one person in the CRM.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.channels.base import ChannelType, Sender
+from parley.models import ChannelAccount, Contact, ContactIdentity, IdentityKind
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str
+    scope: str
+    value: str
+    verified: bool = False
+
+
+def identity_keys(account: ChannelAccount, sender: Sender) -> list[Key]:
+    """The identities a sender carries, most specific first."""
+    scope = str(account.id)
+    keys: list[Key] = []
+    if account.type == ChannelType.wechat:
+        keys.append(Key(IdentityKind.wechat_openid, scope, sender.id, True))
+        if sender.unionid:
+            keys.append(Key(IdentityKind.wechat_unionid, "", sender.unionid, True))
+    elif account.type == ChannelType.whatsapp:
+        keys.append(Key(IdentityKind.whatsapp_id, scope, sender.id, True))
+        if sender.bsuid and sender.bsuid != sender.id:
+            keys.append(Key(IdentityKind.whatsapp_bsuid, scope, sender.bsuid, True))
+        if sender.username:
+            keys.append(Key(IdentityKind.whatsapp_username, "", sender.username.lower(), True))
+    else:
+        keys.append(Key(account.type, scope, sender.id))
+    if sender.phone:
+        # WhatsApp numbers are verified by the platform; so is any phone a platform reports.
+        keys.append(Key(IdentityKind.phone, "", normalise_phone(sender.phone), True))
+    return keys
+
+
+def normalise_phone(phone: str) -> str:
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return f"+{digits}" if digits else phone
+
+
+async def _find(session: AsyncSession, key: Key) -> ContactIdentity | None:
+    return await session.scalar(
+        select(ContactIdentity).where(
+            ContactIdentity.kind == key.kind,
+            ContactIdentity.scope == key.scope,
+            ContactIdentity.value == key.value,
+        )
+    )
+
+
+async def _live_contact(session: AsyncSession, contact_id: uuid.UUID) -> Contact | None:
+    """Follows merges to the contact that is current now."""
+    seen: set[uuid.UUID] = set()
+    contact = await session.get(Contact, contact_id)
+    while contact is not None and contact.merged_into_id is not None and contact.id not in seen:
+        seen.add(contact.id)
+        contact = await session.get(Contact, contact.merged_into_id)
+    return contact
+
+
+async def _attach(session: AsyncSession, contact: Contact, account: ChannelAccount, key: Key) -> None:
+    """Adds an identity unless it exists; a concurrent insert of the same one is not an error."""
+    if await _find(session, key) is not None:
+        return
+    try:
+        async with session.begin_nested():
+            session.add(
+                ContactIdentity(
+                    contact_id=contact.id,
+                    account_id=account.id if key.scope else None,
+                    kind=key.kind,
+                    scope=key.scope,
+                    value=key.value,
+                    verified=key.verified,
+                )
+            )
+    except IntegrityError:
+        pass
+
+
+async def resolve_contact(
+    session: AsyncSession, *, account: ChannelAccount, sender: Sender
+) -> tuple[Contact, bool]:
+    """Returns the sender's contact and whether it was created now."""
+    keys = identity_keys(account, sender)
+    contact: Contact | None = None
+    for key in keys:
+        found = await _find(session, key)
+        if found is not None:
+            contact = await _live_contact(session, found.contact_id)
+            if contact is not None:
+                break
+    created = contact is None
+    if contact is None:
+        contact = Contact(
+            id=uuid.uuid4(),
+            display_name=sender.display_name or sender.username or sender.phone or "",
+            phone=normalise_phone(sender.phone) if sender.phone else None,
+            attributes={},
+        )
+        session.add(contact)
+        await session.flush()
+    else:
+        if sender.display_name and not contact.display_name:
+            contact.display_name = sender.display_name
+        if sender.phone and not contact.phone:
+            contact.phone = normalise_phone(sender.phone)
+    for key in keys:
+        await _attach(session, contact, account, key)
+    if created:
+        # Two nodes may have created the same new contact at once; the identity
+        # insert that lost the race tells us, and we adopt the winner's contact.
+        owner = await _find(session, keys[0])
+        if owner is not None and owner.contact_id != contact.id:
+            await session.delete(contact)
+            await session.flush()
+            winner = await _live_contact(session, owner.contact_id)
+            if winner is not None:
+                return winner, False
+    return contact, created

@@ -1,0 +1,292 @@
+"""The inbound pipeline: each stored platform event becomes contact, conversation and message rows.
+
+It runs in the webhook's own transaction, right after the event is stored, so
+an agent sees the message as soon as the platform gets its answer; a failure
+leaves the event pending for the sweeper instead of losing it (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.channels.base import InboundEvent, InboundKind
+from parley.contacts.identity import resolve_contact
+from parley.kit.types import utcnow
+from parley.models import (
+    ChannelAccount,
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    MessageStatus,
+    TimelineEvent,
+)
+from parley.models import InboundEvent as InboundEventRow
+
+log = structlog.get_logger()
+
+# A customer writing again within this time reopens their last conversation;
+# later, a new conversation starts (and is counted as a new contact for reports).
+REOPEN_WINDOW = timedelta(days=7)
+
+_STATUS_ORDER = {
+    MessageStatus.queued: 0,
+    MessageStatus.sent: 1,
+    MessageStatus.delivered: 2,
+    MessageStatus.read: 3,
+}
+
+
+@dataclass
+class Outcome:
+    """What processing produced, for realtime events and the caller's reply logic."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    message: Message | None = None
+    conversation: Conversation | None = None
+    contact: Contact | None = None
+
+
+def preview(event: InboundEvent) -> str:
+    if event.text:
+        return event.text[:200]
+    if event.recognition:
+        return f"🎤 {event.recognition}"[:200]
+    if event.location:
+        return f"📍 {event.location.name or event.location.address or ''}".strip()[:200]
+    if event.link:
+        return f"🔗 {event.link.title or event.link.url}"[:200]
+    if event.media and event.media.caption:
+        return event.media.caption[:200]
+    return f"[{event.type}]"
+
+
+async def _conversation(
+    session: AsyncSession, *, contact: Contact, account: ChannelAccount, now: datetime
+) -> tuple[Conversation, bool]:
+    """The contact's active conversation on the account, reopened or started as needed."""
+    active = await session.scalar(
+        select(Conversation).where(
+            Conversation.contact_id == contact.id,
+            Conversation.account_id == account.id,
+            Conversation.status != ConversationStatus.resolved,
+        )
+    )
+    if active is not None:
+        if active.status in (ConversationStatus.snoozed, ConversationStatus.pending):
+            active.status = ConversationStatus.open
+            active.snoozed_until = None
+        return active, False
+    latest = await session.scalar(
+        select(Conversation)
+        .where(Conversation.contact_id == contact.id, Conversation.account_id == account.id)
+        .order_by(Conversation.resolved_at.desc())
+        .limit(1)
+    )
+    if latest is not None and latest.resolved_at is not None and latest.resolved_at > now - REOPEN_WINDOW:
+        latest.status = ConversationStatus.open
+        latest.resolved_at = None
+        return latest, True
+    conversation = Conversation(
+        id=uuid.uuid4(), contact_id=contact.id, account_id=account.id, status=ConversationStatus.open
+    )
+    session.add(conversation)
+    await session.flush()
+    return conversation, True
+
+
+def conversation_summary(conversation: Conversation, contact: Contact | None = None) -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "account_id": str(conversation.account_id),
+        "contact_id": str(conversation.contact_id),
+        "contact_name": contact.display_name if contact else None,
+        "status": conversation.status,
+        "assignee_id": str(conversation.assignee_id) if conversation.assignee_id else None,
+        "team_id": str(conversation.team_id) if conversation.team_id else None,
+        "priority": conversation.priority,
+        "unread_count": conversation.unread_count,
+        "last_message_at": conversation.last_message_at,
+        "last_inbound_at": conversation.last_inbound_at,
+        "last_message_preview": conversation.last_message_preview,
+    }
+
+
+def message_summary(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "conversation_id": str(message.conversation_id) if message.conversation_id else None,
+        "direction": message.direction,
+        "kind": message.kind,
+        "type": message.type,
+        "text": message.text,
+        "content": message.content,
+        "status": message.status,
+        "author_id": str(message.author_id) if message.author_id else None,
+        "created_at": message.created_at,
+        "error_reason": message.error_reason,
+    }
+
+
+async def _apply_status(
+    session: AsyncSession, account: ChannelAccount, event: InboundEvent, outcome: Outcome
+) -> None:
+    status = event.status
+    if status is None:
+        return
+    message = await session.scalar(
+        select(Message).where(
+            Message.account_id == account.id, Message.platform_message_id == status.message_id
+        )
+    )
+    if message is None:
+        log.info("status.unknown_message", platform_message_id=status.message_id)
+        return
+    now = event.occurred_at
+    if status.status == "failed":
+        if message.status != MessageStatus.failed:
+            message.status = MessageStatus.failed
+            message.failed_at = now
+            message.error_code = str(status.error_code) if status.error_code is not None else None
+            message.error_reason = status.error_title or status.error_detail or "failed"
+    else:
+        new = MessageStatus(status.status)
+        # Platforms deliver statuses out of order; a message never goes back from read to delivered.
+        if (
+            message.status in _STATUS_ORDER
+            and _STATUS_ORDER[new] > _STATUS_ORDER[MessageStatus(message.status)]
+        ):
+            message.status = new
+        if new == MessageStatus.sent and message.sent_at is None:
+            message.sent_at = now
+        if new in (MessageStatus.delivered, MessageStatus.read) and message.delivered_at is None:
+            message.delivered_at = now
+        if new == MessageStatus.read and message.read_at is None:
+            message.read_at = now
+    outcome.events.append(
+        {
+            "type": "message.status",
+            "message_id": message.id,
+            "conversation_id": str(message.conversation_id) if message.conversation_id else None,
+            "status": message.status,
+            "error_reason": message.error_reason,
+            "audience": {"permission": "conversations.read"},
+        }
+    )
+
+
+async def _apply_contact_event(
+    session: AsyncSession,
+    account: ChannelAccount,
+    row: InboundEventRow,
+    event: InboundEvent,
+    contact: Contact,
+) -> None:
+    data: dict[str, Any] = dict(event.data)
+    if event.location:
+        data["location"] = event.location.model_dump(exclude_none=True)
+    if event.type == "subscribe":
+        if contact.first_followed_at is None:
+            contact.first_followed_at = event.occurred_at
+        contact.last_followed_at = event.occurred_at
+    elif event.type == "unsubscribe":
+        contact.last_unfollowed_at = event.occurred_at
+    session.add(
+        TimelineEvent(
+            contact_id=contact.id,
+            account_id=account.id,
+            type=event.type,
+            data=data,
+            occurred_at=event.occurred_at,
+            inbound_event_id=row.id,
+        )
+    )
+
+
+async def process(session: AsyncSession, *, account: ChannelAccount, row: InboundEventRow) -> Outcome:
+    """Turns one stored inbound event into CRM rows; idempotent on the row's status."""
+    outcome = Outcome()
+    if row.status == "processed":
+        return outcome
+    event = InboundEvent.model_validate(row.normalized)
+    now = utcnow()
+    if event.kind == InboundKind.status:
+        await _apply_status(session, account, event, outcome)
+    else:
+        contact, created = await resolve_contact(session, account=account, sender=event.sender)
+        outcome.contact = contact
+        if event.kind == InboundKind.message:
+            conversation, opened = await _conversation(session, contact=contact, account=account, now=now)
+            message = Message(
+                account_id=account.id,
+                conversation_id=conversation.id,
+                contact_id=contact.id,
+                direction=Direction.inbound,
+                kind="message",
+                type=event.type,
+                peer_id=event.sender.id,
+                text=event.text or event.recognition,
+                content=row.normalized,
+                status=MessageStatus.received,
+                priority=0,
+                idempotency_key=f"in:{row.id}",
+                platform_message_id=event.platform_message_id,
+                inbound_event_id=row.id,
+                created_at=event.occurred_at,
+            )
+            session.add(message)
+            conversation.last_inbound_at = event.occurred_at
+            conversation.last_message_at = event.occurred_at
+            conversation.last_message_preview = preview(event)
+            conversation.unread_count += 1
+            contact.last_inbound_at = event.occurred_at
+            contact.inbound_count += 1
+            await session.flush()
+            outcome.message, outcome.conversation = message, conversation
+            summary = conversation_summary(conversation, contact)
+            if opened:
+                outcome.events.append(
+                    {
+                        "type": "conversation.opened",
+                        "conversation": summary,
+                        "audience": {"permission": "conversations.read"},
+                    }
+                )
+            outcome.events.append(
+                {
+                    "type": "message.created",
+                    "message": message_summary(message),
+                    "conversation": summary,
+                    "audience": {"permission": "conversations.read"},
+                }
+            )
+        else:
+            await _apply_contact_event(session, account, row, event, contact)
+            outcome.events.append(
+                {
+                    "type": "contact.timeline",
+                    "contact_id": str(contact.id),
+                    "event_type": event.type,
+                    "audience": {"permission": "contacts.read"},
+                }
+            )
+        if created:
+            outcome.events.append(
+                {
+                    "type": "contact.created",
+                    "contact_id": str(contact.id),
+                    "audience": {"permission": "contacts.read"},
+                }
+            )
+    row.status = "processed"
+    row.processed_at = now
+    row.error = None
+    return outcome

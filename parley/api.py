@@ -6,6 +6,7 @@ from parley.auth.endpoints import router as auth_router
 from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
+from parley.conversations.endpoints import router as conversations_router
 from parley.ops.endpoints import router as ops_router
 from parley.realtime.endpoints import router as realtime_router
 from parley.web.endpoints import router as web_router
@@ -15,6 +16,7 @@ router.include_router(ops_router)
 router.include_router(realtime_router)
 router.include_router(auth_router)
 router.include_router(channels_router)
+router.include_router(conversations_router)
 router.include_router(webhooks_router)
 router.include_router(web_router)
 router.include_router(channel_pages)

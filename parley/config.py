@@ -24,6 +24,11 @@ class EventBusBackend(StrEnum):
     rabbitmq = "rabbitmq"
 
 
+class FlowBackendName(StrEnum):
+    database = "database"
+    redis = "redis"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=".env", extra="ignore")
 
@@ -52,6 +57,14 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1024 * 1024
     max_inflight_inbound: int = Field(default=256, ge=1)
+
+    # Delivery (parley/delivery): where flow-control state lives, and how workers claim.
+    flow_backend: FlowBackendName = FlowBackendName.database
+    delivery_lease_s: float = Field(default=30.0, gt=0)
+    delivery_batch_size: int = Field(default=200, ge=1)
+    delivery_concurrency: int = Field(default=64, ge=1)
+    delivery_poll_s: float = Field(default=0.1, gt=0)
+    delivery_max_attempts: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -2,5 +2,6 @@
 
 from parley.auth import tasks as auth_tasks
 from parley.conversations import tasks as conversation_tasks
+from parley.delivery import tasks as delivery_tasks
 
-__all__ = ["auth_tasks", "conversation_tasks"]
+__all__ = ["auth_tasks", "conversation_tasks", "delivery_tasks"]

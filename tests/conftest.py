@@ -107,7 +107,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         env=Environment.testing,
         database_url=database_url,
         data_dir=tmp_path,
-        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,
         log_json=False,
     )
 

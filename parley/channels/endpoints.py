@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -141,6 +141,8 @@ async def verify_webhook(
         ack = adapter.handshake(_webhook_request(request, b""))
     except SignatureError as exc:
         return _problem(403, "SignatureError", exc.message)
+    except MalformedPayloadError as exc:
+        return _problem(400, "MalformedPayloadError", exc.message)
     return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
 
 
@@ -159,8 +161,14 @@ async def receive_webhook(
         events = adapter.parse(webhook)
     except SignatureError as exc:
         bound.warning("webhook.bad_signature", detail=exc.message)
-        return _problem(403, "SignatureError", exc.message)
-    except (MalformedPayloadError, UnsupportedEventTypeError) as exc:
+        # 401 when the signature is missing altogether, 403 when it is wrong.
+        return _problem(401 if exc.code == 401 else 403, "SignatureError", exc.message)
+    except UnsupportedEventTypeError as exc:
+        # Genuine but not for us: answering an error would only make the platform retry for days.
+        bound.info("webhook.ignored", detail=exc.message)
+        ack = adapter.acknowledge(webhook, None)
+        return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+    except MalformedPayloadError as exc:
         bound.warning("webhook.malformed", detail=exc.message)
         return _problem(400, type(exc).__name__, exc.message)
     stored = await store_events(session, account=account, events=events, raw=body.decode("utf-8", "replace"))
@@ -169,3 +177,22 @@ async def receive_webhook(
     await process_new(session, _ctx(request), account=account, ids=stored.new_ids)
     ack = adapter.acknowledge(webhook, None)
     return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+
+
+@router.get("/{account_id}/templates")
+async def list_account_templates(
+    request: Request,
+    _: Annotated[Principal, Depends(authorize(Permission.conversations_read))],
+    session: DBSession,
+    account_id: uuid.UUID,
+) -> list[dict[str, Any]]:
+    """The account's approved templates, fetched from the platform."""
+    from parley.channels.base import ChannelError
+    from parley.channels.templates import approved_templates
+    from parley.exceptions import ServiceBusy
+
+    account = await channel_account.get(session, account_id)
+    try:
+        return await approved_templates(account.type, runtime(_ctx(request)).adapter(account))
+    except ChannelError as exc:
+        raise ServiceBusy(f"The platform did not list templates: {exc.message}", retry_after_s=5) from exc

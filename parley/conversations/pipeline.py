@@ -220,6 +220,9 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
     now = utcnow()
     if event.kind == InboundKind.status:
         await _apply_status(session, account, event, outcome)
+    elif event.data.get("scope") == "account":
+        # About the business account itself (template approved, quality change): no customer involved.
+        log.info("inbound.account_event", type=event.type, account_id=str(account.id))
     else:
         contact, created = await resolve_contact(session, account=account, sender=event.sender)
         outcome.contact = contact

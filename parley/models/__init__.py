@@ -7,6 +7,7 @@ from parley.models.channel_account import ChannelAccount, ChannelSender
 from parley.models.contact import Contact, ContactIdentity, IdentityKind, TimelineEvent
 from parley.models.conversation import Conversation, ConversationStatus
 from parley.models.inbound_event import InboundEvent
+from parley.models.inbox_settings import AppSetting, CannedResponse, ContactReason
 from parley.models.login_attempt import LoginAttempt
 from parley.models.message import Direction, Message, MessageStatus, Priority
 from parley.models.platform_token import PlatformToken
@@ -17,12 +18,15 @@ from parley.models.user_session import UserSession
 
 __all__ = [
     "APIToken",
+    "AppSetting",
     "AuditLog",
     "Base",
+    "CannedResponse",
     "ChannelAccount",
     "ChannelSender",
     "Contact",
     "ContactIdentity",
+    "ContactReason",
     "Conversation",
     "ConversationStatus",
     "Direction",
@@ -40,3 +44,14 @@ __all__ = [
     "UserSession",
     "team_members",
 ]
+
+# Delivery (issue 4): the outbox and the shared flow-control state.
+from parley.models.outbox_job import (
+    DeliveryLimit,
+    FlowBucket,
+    FlowQuotaUsage,
+    OutboxJob,
+    OutboxJobStatus,
+)
+
+__all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]

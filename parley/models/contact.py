@@ -30,7 +30,9 @@ class Contact(TimestampMixin, UUIDModel):
     province: Mapped[str] = mapped_column(String(100), default="", nullable=False)
     country: Mapped[str] = mapped_column(String(100), default="", nullable=False)
     birthday: Mapped[date | None] = mapped_column(Date, nullable=True)
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
     lifecycle_stage: Mapped[str] = mapped_column(String(32), default="new", nullable=False)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, nullable=False)
     first_followed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -45,7 +45,9 @@ class Conversation(TimestampMixin, UUIDModel):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
-    team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"), nullable=True)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="SET NULL"), nullable=True
+    )
     priority: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_outbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -53,3 +55,9 @@ class Conversation(TimestampMixin, UUIDModel):
     last_message_preview: Mapped[str] = mapped_column(String(200), default="", nullable=False)
     unread_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    contact_reason_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contact_reasons.id", ondelete="SET NULL"), nullable=True
+    )

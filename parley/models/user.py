@@ -22,5 +22,10 @@ class User(TimestampMixin, UUIDModel):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     role_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"), index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # online | away | offline: only online agents are offered new conversations.
+    presence: Mapped[str] = mapped_column(
+        String(16), default="offline", server_default="offline", nullable=False
+    )
+    presence_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     role: Mapped[Role] = relationship(lazy="raise")

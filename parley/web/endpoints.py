@@ -162,9 +162,33 @@ async def logout(request: Request, session: DBSession, principal: PageUser) -> R
     return response
 
 
+INBOX_PREFIXES = (
+    "inbox.",
+    "presence.",
+    "status.",
+    "tick.",
+    "channel.",
+    "contact.",
+    "identity.",
+    "type.",
+    "stage.",
+)
+
+
 @router.get("/inbox", response_class=HTMLResponse)
-async def inbox_page(request: Request, principal: PageConversations) -> HTMLResponse:
-    return render(request, "section.html", principal, section="inbox")
+async def inbox_page(request: Request, session: DBSession, principal: PageConversations) -> HTMLResponse:
+    from parley.channels.service import channel_account
+    from parley.models import User
+    from parley.web.i18n import catalog
+
+    locale = request_locale(request, principal)
+    strings = {k: v for k, v in catalog(locale).items() if k.startswith(INBOX_PREFIXES)}
+    accounts = await channel_account.list_accounts(session)
+    # The page shows the agent's stored presence, which the principal snapshot may predate.
+    current = await session.get(User, principal.user.id)
+    if current is not None:
+        principal.user.presence = current.presence
+    return render(request, "inbox.html", principal, accounts=accounts, inbox_strings=strings)
 
 
 @router.get("/contacts", response_class=HTMLResponse)

@@ -69,7 +69,7 @@ async def test_switching_to_chinese_translates_the_console(page, live_server, se
     await _login(page, base, DEMO_ADMIN.email, DEMO_ADMIN.password)
     await page.wait_for_url(base + "/inbox")
     await page.select_option("#locale-switch", "zh_CN")
-    await page.wait_for_url(base + "/inbox")
+    await page.wait_for_selector("nav.mainnav >> text=收件箱")
     nav = await page.locator("nav.mainnav").inner_text()
     assert "收件箱" in nav and "客户" in nav and "设置" in nav
     await page.click("nav.mainnav >> text=设置")

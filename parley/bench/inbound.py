@@ -1,0 +1,312 @@
+"""``parley bench inbound``: signed WeChat webhooks from many simulated users against a running server.
+
+Default: the whole pipeline, from the webhook POST to the ``message.created``
+event at a connected agent websocket. ``--ceiling``: the same load against a
+minimal handler that only verifies, parses and inserts one row, the ceiling on
+this machine. ``--compare`` runs both and reports the ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from parley.bench.support import BENCH_SECRET, Process, Workspace, free_port, percentile, workspace
+from parley.channels.wechat.crypto import MessageCrypto, sha1_signature
+from parley.cli import bench_app
+
+APP_ID = "wx0123456789abcdef"
+TOKEN = "benchtoken"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+ORIGINAL_ID = "gh_bench00000001"
+AGENT_EMAIL = "bench-agent@parley.bench"
+AGENT_PASSWORD = "bench-agent-password"
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    http_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+
+async def _setup(ws: Workspace) -> str:
+    """Migrates the bench database, creates an agent and a WeChat account in safe mode; returns the account id."""
+    from parley.auth import service as auth_service
+    from parley.auth.schemas import UserCreate
+    from parley.channels.schemas import ChannelAccountCreate
+    from parley.channels.service import channel_account
+    from parley.config import Environment, Settings
+    from parley.context import build_context
+    from parley.db import session_scope
+    from parley.migrate import upgrade_async
+
+    await upgrade_async(ws.database_url)
+    settings = Settings(
+        env=Environment.testing, database_url=ws.database_url, data_dir=ws.directory, secret_key=BENCH_SECRET
+    )
+    ctx = build_context(settings)
+    try:
+        async with session_scope(ctx.sessionmaker) as session:
+            await auth_service.role.ensure_builtin(session)
+            await auth_service.user.create(
+                session,
+                actor=None,
+                data=UserCreate(email=AGENT_EMAIL, name="Bench Agent", password=AGENT_PASSWORD, role="agent"),
+            )
+            account = await channel_account.create(
+                session,
+                actor=None,
+                box=ctx.secret_box,
+                data=ChannelAccountCreate(
+                    type="wechat",
+                    name="Bench",
+                    api_base_url="http://127.0.0.1:9",
+                    credentials={
+                        "app_id": APP_ID,
+                        "app_secret": "benchsecret0123456789abcdef012345",
+                        "token": TOKEN,
+                        "encoding_aes_key": AES_KEY,
+                        "encryption_mode": "safe",
+                        "original_id": ORIGINAL_ID,
+                    },
+                ),
+            )
+            return str(account.id)
+    finally:
+        await ctx.close()
+
+
+def _payload(crypto: MessageCrypto, openid: str, text: str, msg_id: int) -> tuple[dict[str, str], bytes]:
+    now = str(int(time.time()))
+    plain = (
+        f"<xml><ToUserName><![CDATA[{ORIGINAL_ID}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+        f"<MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
+    encrypt = crypto.encrypt(plain)
+    nonce = secrets.token_hex(5)
+    query = {
+        "signature": sha1_signature(TOKEN, now, nonce),
+        "timestamp": now,
+        "nonce": nonce,
+        "openid": openid,
+        "encrypt_type": "aes",
+        "msg_signature": crypto.sign(now, nonce, encrypt),
+    }
+    body = f"<xml><ToUserName><![CDATA[{ORIGINAL_ID}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>".encode()
+    return query, body
+
+
+async def _agent_socket(
+    base: str, marks: dict[str, float], arrived: dict[str, float]
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    from websockets.asyncio.client import connect
+
+    async with httpx.AsyncClient(base_url=base) as client:
+        page = await client.get("/login")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        if match is None:
+            raise RuntimeError("login form not found")
+        response = await client.post(
+            "/login", data={"email": AGENT_EMAIL, "password": AGENT_PASSWORD, "csrf_token": match.group(1)}
+        )
+        cookie = response.cookies["parley_session"]
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async with connect(
+            base.replace("http", "ws") + "/ws", additional_headers={"Cookie": f"parley_session={cookie}"}
+        ) as socket:
+            async for raw in socket:
+                event = json.loads(raw)
+                if event.get("type") == "hello":
+                    ready.set()
+                elif event.get("type") == "message.created":
+                    text = (event.get("message") or {}).get("text") or ""
+                    if text in marks:
+                        arrived[text] = time.perf_counter()
+
+    task = asyncio.create_task(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+    return task, ready
+
+
+async def _load(
+    url: str, *, messages: int, users: int, concurrency: int, rate: float | None, with_socket: bool, base: str
+) -> Result:
+    crypto = MessageCrypto(TOKEN, AES_KEY, APP_ID)
+    result = Result()
+    marks: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    socket_task = None
+    if with_socket:
+        socket_task, _ready = await _agent_socket(base, marks, arrived)
+    run = uuid.uuid4().hex[:6]
+    payloads = []
+    for n in range(messages):
+        text = f"bench-{run}-{n}"
+        marks[text] = 0.0
+        payloads.append((text, *_payload(crypto, f"o{run}user{n % users:06d}", text, 10**12 + n)))
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(messages):
+        queue.put_nowait(n)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        result.started = time.perf_counter()
+
+        async def worker() -> None:
+            while True:
+                try:
+                    n = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                if rate:
+                    # Open-loop pacing: request n is due at start + n / rate, however slow earlier ones were.
+                    delay = result.started + n / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                text, query, body = payloads[n]
+                t0 = time.perf_counter()
+                marks[text] = t0
+                result.sent += 1
+                try:
+                    response = await client.post(
+                        url, params=query, content=body, headers={"Content-Type": "text/xml"}
+                    )
+                except httpx.HTTPError:
+                    result.errors += 1
+                    continue
+                result.http_ms.append((time.perf_counter() - t0) * 1000)
+                if response.status_code == 200:
+                    result.ok += 1
+                else:
+                    result.errors += 1
+
+        workers = concurrency if not rate else max(concurrency, int(rate // 5) or 1)
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        result.finished = time.perf_counter()
+    if socket_task is not None:
+        deadline = time.perf_counter() + 15
+        while len(arrived) < result.ok and time.perf_counter() < deadline:  # noqa: ASYNC110  (polling a dict filled by another task)
+            await asyncio.sleep(0.05)
+        socket_task.cancel()
+        result.e2e_ms = [(arrived[text] - marks[text]) * 1000 for text in arrived]
+        result.finished = max([result.finished, *arrived.values()])
+    return result
+
+
+def _summary(result: Result, *, mode: str) -> dict[str, Any]:
+    elapsed = max(result.finished - result.started, 1e-9)
+    latencies = result.e2e_ms if mode == "pipeline" else result.http_ms
+    return {
+        "mode": mode,
+        "messages": result.sent,
+        "ok": result.ok,
+        "errors": result.errors,
+        "delivered_to_websocket": len(result.e2e_ms) if mode == "pipeline" else None,
+        "rate_per_s": round(result.ok / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "http_p50_ms": round(percentile(result.http_ms, 50), 2),
+        "http_p99_ms": round(percentile(result.http_ms, 99), 2),
+    }
+
+
+def _run(
+    mode: str, *, messages: int, users: int, concurrency: int, rate: float | None, database_url: str | None
+) -> dict[str, Any]:
+    with workspace(database_url) as ws:
+        account_id = asyncio.run(_setup(ws))
+        port = free_port()
+        if mode == "ceiling":
+            args = ["parley.bench.ceiling", "--port", str(port)]
+        else:
+            args = ["parley", "serve", "--port", str(port), "--no-workers"]
+        with Process(args, ws.env(), ws.directory / f"{mode}.log", port).start():
+            base = f"http://127.0.0.1:{port}"
+            url = f"{base}/channels/wechat/{account_id}/webhook"
+            # A short warm-up so first-request costs (imports, connection pools) don't count.
+            asyncio.run(
+                _load(
+                    url,
+                    messages=min(200, messages),
+                    users=users,
+                    concurrency=concurrency,
+                    rate=None,
+                    with_socket=False,
+                    base=base,
+                )
+            )
+            result = asyncio.run(
+                _load(
+                    url,
+                    messages=messages,
+                    users=users,
+                    concurrency=concurrency,
+                    rate=rate,
+                    with_socket=mode == "pipeline",
+                    base=base,
+                )
+            )
+        return _summary(result, mode=mode)
+
+
+@bench_app.command("inbound")
+def bench_inbound(
+    messages: Annotated[int, typer.Option(help="Webhooks to post")] = 5000,
+    users: Annotated[int, typer.Option(help="Distinct simulated customers")] = 1000,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight")] = 32,
+    rate: Annotated[
+        float | None, typer.Option(help="Fixed arrival rate per second (default: as fast as it goes)")
+    ] = None,
+    ceiling: Annotated[
+        bool, typer.Option("--ceiling", help="Only the minimal verify+parse+insert handler")
+    ] = False,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Run the pipeline and the ceiling, report both")
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="Use this database instead of a temporary SQLite file")
+    ] = None,
+) -> None:
+    """Measure inbound throughput and webhook-to-websocket latency."""
+    options: dict[str, Any] = {
+        "messages": messages,
+        "users": users,
+        "concurrency": concurrency,
+        "rate": rate,
+        "database_url": database_url,
+    }
+    if compare:
+        pipeline = _run("pipeline", **options)
+        limit = _run("ceiling", **options)
+        print(json.dumps(pipeline))
+        print(json.dumps(limit))
+        summary = {
+            "rate_per_s": pipeline["rate_per_s"],
+            "p50_ms": pipeline["p50_ms"],
+            "p99_ms": pipeline["p99_ms"],
+            "ceiling_rate_per_s": limit["rate_per_s"],
+            "share_of_ceiling": round(pipeline["rate_per_s"] / limit["rate_per_s"], 3)
+            if limit["rate_per_s"]
+            else None,
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(summary))
+        return
+    print(json.dumps(_run("ceiling" if ceiling else "pipeline", **options)))

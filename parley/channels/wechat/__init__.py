@@ -1,0 +1,1 @@
+"""WeChat Official Account channel: crypto, hardened XML, API client and the adapter."""

@@ -1,0 +1,371 @@
+"""The delivery worker: claim due jobs, apply flow control, send through the adapter, record the outcome.
+
+One batch is three steps, and no transaction is open while the platform is
+being called:
+
+1. **Claim** (one write transaction): lease up to ``batch_size`` due jobs in
+   (priority, due_at) order; take tokens and quota for them; give back, with
+   new due times, those the bucket or a quota can't serve now.
+2. **Send** the rest concurrently through the account's adapter, each with its
+   message's idempotency key.
+3. **Record** (one write transaction): sent, rescheduled with backoff,
+   dead-lettered, or failed with the platform's reason.
+
+A worker killed between 1 and 3 leaves its jobs leased; they become due again
+when the lease runs out and another worker sends them with the same
+idempotency key (docs/decisions/0002-delivery.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import ValidationError
+
+from parley.channels.base import (
+    ChannelAdapter,
+    ChannelError,
+    ChannelPermanentError,
+    ChannelQuotaExceededError,
+    ChannelRetriableError,
+    ChannelWindowClosedError,
+    OutboundMessage,
+    SendResult,
+)
+from parley.channels.runtime import runtime
+from parley.channels.service import channel_account
+from parley.context import Context
+from parley.db import session_scope
+from parley.delivery import metrics
+from parley.delivery.clock import Clock, SystemClock
+from parley.delivery.flow import FlowBackend, build_flow, quota_day
+from parley.delivery.repository import ClaimedJob, Failure, Release, Retry, Sent, outbox
+from parley.delivery.retry import RetryPolicy
+from parley.delivery.service import AccountLimits, effective_limits, register_wakeup, unregister_wakeup
+from parley.models import ChannelAccount, DeliveryLimit, MessageStatus, OutboxJobStatus
+
+log = structlog.get_logger()
+
+_FLOW_KEY = "delivery.flow"
+_ACCOUNT_TTL_S = 5.0
+_PAUSED_ACCOUNT_DELAY = timedelta(seconds=60)
+
+
+def shared_flow(ctx: Context) -> FlowBackend:
+    """The process's flow backend (one Redis connection pool per process)."""
+    flow = ctx.extras.get(_FLOW_KEY)
+    if flow is None:
+        flow = build_flow(ctx.settings.flow_backend.value, ctx.settings.redis_url)
+        ctx.extras[_FLOW_KEY] = flow
+        ctx.on_close.append(flow.close)
+    return flow
+
+
+@dataclass
+class _Account:
+    account: ChannelAccount
+    limits: AccountLimits
+    adapters: list[ChannelAdapter]  # one per send lane
+    expires: float
+
+
+@dataclass(frozen=True)
+class _Send:
+    job: ClaimedJob
+    message: OutboundMessage | None  # None: the stored content is not a valid message
+    account: _Account
+
+
+class DeliveryEngine:
+    """Runs delivery batches for one process; several loops may share one engine."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        clock: Clock | None = None,
+        flow: FlowBackend | None = None,
+        policy: RetryPolicy | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.clock = clock or SystemClock()
+        self.flow = flow or shared_flow(ctx)
+        self.policy = policy or RetryPolicy(max_attempts=settings.delivery_max_attempts)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = timedelta(seconds=settings.delivery_lease_s)
+        self.batch_size = settings.delivery_batch_size
+        self.poll_s = settings.delivery_poll_s
+        # One small HTTP client per concurrent send ("lane"). A single httpx pool
+        # serialises on its own bookkeeping when dozens of requests wait on it
+        # (measured: 150 req/s at 64 in flight on one client, 1,100 on sixteen),
+        # and delivery is the one place where Parley sends at that concurrency.
+        self._lanes: asyncio.Queue[int] = asyncio.Queue()
+        self._http: list[httpx.AsyncClient] = []
+        for lane in range(settings.delivery_concurrency):
+            self._lanes.put_nowait(lane)
+            self._http.append(
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(20.0, connect=5.0),
+                    limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+                )
+            )
+        ctx.on_close.append(self.close)
+        self._accounts: dict[uuid.UUID, _Account] = {}
+
+    async def close(self) -> None:
+        for client in self._http:
+            await client.aclose()
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    async def run(
+        self, stop: asyncio.Event, *, max_priority: int | None = None, batch_size: int | None = None
+    ) -> None:
+        """Processes batches until ``stop``; between empty polls it waits for a local wake-up or the poll interval."""
+        wake = asyncio.Event()
+        register_wakeup(wake)
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once(max_priority=max_priority, batch_size=batch_size)
+                except Exception:
+                    log.exception("delivery.batch_failed", worker=self.worker_id)
+                    claimed = 0
+                if claimed:
+                    continue
+                wake.clear()
+                stopper = asyncio.ensure_future(stop.wait())
+                waker = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({stopper, waker}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                for pending in (stopper, waker):
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
+        finally:
+            unregister_wakeup(wake)
+
+    async def run_until_idle(self, *, max_batches: int = 1_000_000) -> int:
+        """Processes batches until nothing is due (tests, the benchmark); returns the number claimed."""
+        total = 0
+        for _ in range(max_batches):
+            claimed = await self.run_once()
+            if not claimed:
+                break
+            total += claimed
+        return total
+
+    async def run_once(self, *, max_priority: int | None = None, batch_size: int | None = None) -> int:
+        """One claim → send → record cycle; returns how many jobs were claimed."""
+        maker = self.ctx.sessionmaker
+        now = self.clock.now()
+        async with session_scope(maker, write=False) as session:
+            if not await outbox.any_due(session, now=now, max_priority=max_priority):
+                return 0
+        token = secrets.token_hex(8)
+        async with session_scope(maker) as session:
+            now = self.clock.now()
+            claimed = await outbox.claim(
+                session,
+                now=now,
+                lease_until=now + self.lease,
+                limit=batch_size or self.batch_size,
+                token=token,
+                worker=self.worker_id,
+                max_priority=max_priority,
+            )
+            if not claimed:
+                return 0
+            sends = await self._admit(session, claimed, token=token, now=now)
+        outcomes = await asyncio.gather(*(self._send(item) for item in sends))
+        await self._record(sends, outcomes, token=token)
+        return len(claimed)
+
+    # --- step 1: admission ------------------------------------------------------------------
+
+    async def _account(self, session: Any, account_id: uuid.UUID) -> _Account | None:
+        cached = self._accounts.get(account_id)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached
+        account = await session.get(ChannelAccount, account_id)
+        if account is None:
+            return None
+        limits = effective_limits(account.type, await session.get(DeliveryLimit, account_id))
+        box, tokens = self.ctx.secret_box, runtime(self.ctx).tokens
+        adapters = [
+            channel_account.adapter(account, box=box, http=http, tokens=tokens) for http in self._http
+        ]
+        entry = _Account(account, limits, adapters, time.monotonic() + _ACCOUNT_TTL_S)
+        self._accounts[account_id] = entry
+        return entry
+
+    async def _admit(
+        self, session: Any, claimed: list[ClaimedJob], *, token: str, now: datetime
+    ) -> list[_Send]:
+        rows = await outbox.message_rows(session, [job.message_id for job in claimed])
+        done_already = [
+            job.id
+            for job in claimed
+            if job.message_id not in rows or rows[job.message_id].status != MessageStatus.queued
+        ]
+        await outbox.finish_without_send(session, done_already, now=now)
+        live = [job for job in claimed if job.id not in set(done_already)]
+
+        releases: list[Release] = []
+        admitted: list[tuple[ClaimedJob, _Account]] = []
+        groups: dict[tuple[str, int], list[ClaimedJob]] = defaultdict(list)
+        accounts: dict[uuid.UUID, _Account] = {}
+        for job in live:
+            entry = await self._account(session, job.account_id)
+            if entry is None or not entry.account.is_active:
+                # A paused account keeps its queue; nothing is lost or failed.
+                releases.append(Release(job.id, now + _PAUSED_ACCOUNT_DELAY))
+                continue
+            accounts[job.account_id] = entry
+            groups[(job.flow_key, job.priority)].append(job)
+
+        epoch = now.timestamp()
+        # Sorted so two PostgreSQL workers lock buckets in the same order (no deadlock).
+        for (key, priority), group in sorted(groups.items()):
+            rate = accounts[group[0].account_id].limits.rate
+            grant = await self.flow.take_tokens(
+                session, key, n=len(group), rate=rate, priority=priority, now=epoch
+            )
+            admitted.extend((job, accounts[job.account_id]) for job in group[: grant.granted])
+            for job, due in zip(group[grant.granted :], grant.deferred, strict=True):
+                releases.append(Release(job.id, datetime.fromtimestamp(due, UTC)))
+            if grant.deferred:
+                metrics.DEFERRED.labels(str(group[0].account_id), "rate").inc(len(grant.deferred))
+
+        # Daily quotas, after the bucket: a send denied here gives its token back.
+        by_quota: dict[tuple[uuid.UUID, str], list[tuple[ClaimedJob, _Account]]] = defaultdict(list)
+        sends: list[_Send] = []
+        for job, entry in admitted:
+            if job.quota_api and job.quota_api in entry.limits.daily_quotas:
+                by_quota[(job.account_id, job.quota_api)].append((job, entry))
+            else:
+                sends.append(_Send(job, self._message(rows[job.message_id]), entry))
+        for (account_id, api), items in sorted(by_quota.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+            entry = items[0][1]
+            day, reset_at = quota_day(entry.account.type, now)
+            granted = await self.flow.take_quota(
+                session, account_id, api, day, n=len(items), limit=entry.limits.daily_quotas[api]
+            )
+            sends.extend(_Send(job, self._message(rows[job.message_id]), e) for job, e in items[:granted])
+            refused = items[granted:]
+            releases.extend(Release(job.id, reset_at) for job, _ in refused)
+            refunds: dict[str, int] = defaultdict(int)
+            for job, _ in refused:
+                refunds[job.flow_key] += 1
+            for key, n in sorted(refunds.items()):
+                await self.flow.refund_tokens(session, key, n=n, rate=entry.limits.rate)
+            if refused:
+                metrics.DEFERRED.labels(str(account_id), "quota").inc(len(refused))
+        await outbox.release(session, releases, token=token, now=now)
+        return sends
+
+    @staticmethod
+    def _message(row: Any) -> OutboundMessage | None:
+        try:
+            return OutboundMessage.model_validate({**row.content, "idempotency_key": row.idempotency_key})
+        except ValidationError:
+            return None
+
+    # --- step 2: send -----------------------------------------------------------------------
+
+    async def _send(self, item: _Send) -> SendResult | BaseException:
+        if item.message is None:
+            return ChannelPermanentError("stored content is not a valid outbound message", code=None)
+        lane = await self._lanes.get()
+        started = time.perf_counter()
+        try:
+            return await item.account.adapters[lane].send(item.message)
+        except Exception as exc:
+            return exc
+        finally:
+            self._lanes.put_nowait(lane)
+            metrics.SEND_SECONDS.observe(time.perf_counter() - started)
+
+    # --- step 3: record ---------------------------------------------------------------------
+
+    async def _record(
+        self, sends: list[_Send], outcomes: list[SendResult | BaseException], *, token: str
+    ) -> None:
+        if not sends:
+            return
+        now = self.clock.now()
+        sent: list[Sent] = []
+        retries: list[Retry] = []
+        failures: list[Failure] = []
+        quota_waits: list[tuple[_Send, ChannelQuotaExceededError]] = []
+        for item, outcome in zip(sends, outcomes, strict=True):
+            job = item.job
+            account = str(job.account_id)
+            if isinstance(outcome, SendResult):
+                sent.append(Sent(job.id, job.message_id, outcome.platform_message_id))
+                metrics.SENT.labels(account).inc()
+            elif isinstance(outcome, ChannelQuotaExceededError):
+                quota_waits.append((item, outcome))
+            elif isinstance(outcome, ChannelRetriableError) or not isinstance(outcome, ChannelError):
+                # Anything unexpected (a bug, an unwrapped network error) is retried, never lost.
+                code = _code(outcome, "retryable")
+                attempts = job.attempts + 1
+                if self.policy.exhausted(attempts):
+                    failures.append(
+                        Failure(job.id, job.message_id, OutboxJobStatus.dead, code, _reason(outcome))
+                    )
+                    metrics.FAILED.labels(account, code).inc()
+                    continue
+                retry_after = outcome.retry_after_s if isinstance(outcome, ChannelRetriableError) else None
+                due = now + timedelta(seconds=self.policy.delay_s(attempts, retry_after))
+                retries.append(Retry(job.id, due, code, _reason(outcome)))
+                metrics.RETRIED.labels(account, code).inc()
+                if not isinstance(outcome, ChannelError):
+                    log.warning("delivery.unexpected_error", job_id=job.id, error=repr(outcome))
+            else:
+                default = "window_closed" if isinstance(outcome, ChannelWindowClosedError) else "permanent"
+                code = _code(outcome, default)
+                failures.append(
+                    Failure(job.id, job.message_id, OutboxJobStatus.failed, code, _reason(outcome))
+                )
+                metrics.FAILED.labels(account, code).inc()
+        async with session_scope(self.ctx.sessionmaker) as session:
+            await outbox.finish_sent(session, sent, now=now)
+            await outbox.reschedule(session, retries, token=token, now=now)
+            await outbox.fail(session, failures, token=token, now=now)
+            releases: list[Release] = []
+            for item, error in quota_waits:
+                # The platform says the quota is gone: believe it, so the other jobs stop trying too.
+                day, reset_at = quota_day(item.account.account.type, now)
+                api = item.job.quota_api
+                if api and api in item.account.limits.daily_quotas:
+                    await self.flow.exhaust_quota(
+                        session, item.job.account_id, api, day, limit=item.account.limits.daily_quotas[api]
+                    )
+                releases.append(Release(item.job.id, error.reset_at or reset_at))
+                metrics.DEFERRED.labels(str(item.job.account_id), "quota").inc()
+            await outbox.release(session, releases, token=token, now=now)
+
+
+def _code(error: BaseException, default: str) -> str:
+    code = getattr(error, "code", None)
+    return str(code)[:64] if code is not None else default
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ChannelError):
+        return error.message
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,104 @@
+"""WhatsApp adapter fixtures: the simulator and a webhook receiver on real local ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from parley.channels.base import AccountContext
+from parley.channels.whatsapp.adapter import WhatsAppAdapter
+from parley.sandbox.whatsapp.app import create_app
+from parley.sandbox.whatsapp.testing import WebhookReceiver, serve
+from tests.channels.whatsapp.whatsapp_support import (
+    ANA,
+    APP_SECRET,
+    BO,
+    LEGACY,
+    NUMBER,
+    SECOND_NUMBER,
+    TOKEN,
+    VERIFY_TOKEN,
+    WABA,
+    NoTokens,
+)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    with serve(create_app()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, phone_number_id=NUMBER)
+    with serve(receiver.app()) as url:
+        receiver.url = url + "/webhook"
+        yield receiver
+
+
+@pytest.fixture
+async def sim(sandbox_url: str, receiver: WebhookReceiver) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's control API, reset, with one account (two numbers) and three users."""
+    receiver.reset(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as client:
+        (await client.post("/_sandbox/reset")).raise_for_status()
+        response = await client.post(
+            "/_sandbox/accounts",
+            json={
+                "business_account_id": WABA,
+                "phone_numbers": [
+                    {
+                        "phone_number_id": NUMBER,
+                        "display_phone_number": "15550783881",
+                        "verified_name": "Parley Shop",
+                    },
+                    {
+                        "phone_number_id": SECOND_NUMBER,
+                        "display_phone_number": "15550783882",
+                        "verified_name": "Parley Care",
+                    },
+                ],
+                "access_token": TOKEN,
+                "app_secret": APP_SECRET,
+                "verify_token": VERIFY_TOKEN,
+                "webhook_url": receiver.url,
+            },
+        )
+        response.raise_for_status()
+        await client.post(
+            f"/_sandbox/accounts/{WABA}/limits",
+            json={"webhook_retry_delays_s": [0, 0, 0], "status_delay_s": 0, "webhook_timeout_s": 5},
+        )
+        for user in (ANA, BO, LEGACY):
+            (await client.post(f"/_sandbox/accounts/{WABA}/users", json=user)).raise_for_status()
+        yield client
+        await client.post("/_sandbox/idle")
+
+
+@pytest.fixture
+async def adapter(sandbox_url: str) -> AsyncIterator[WhatsAppAdapter]:
+    async with httpx.AsyncClient() as http:
+        context = AccountContext(
+            account_id="acc-wa",
+            external_id=NUMBER,
+            api_base_url=sandbox_url,
+            config={"phone_number_id": NUMBER, "business_account_id": WABA, "api_version": "v25.0"},
+            secrets={"access_token": TOKEN, "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN},
+        )
+        yield WhatsAppAdapter(context, http, NoTokens())
+
+
+@pytest.fixture
+def offline_adapter() -> WhatsAppAdapter:
+    """An adapter for webhook-side tests; it never sends."""
+    context = AccountContext(
+        account_id="acc-wa",
+        external_id=NUMBER,
+        api_base_url="http://127.0.0.1:9",
+        config={"phone_number_id": NUMBER, "business_account_id": WABA},
+        secrets={"access_token": TOKEN, "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN},
+    )
+    return WhatsAppAdapter(context, httpx.AsyncClient(), NoTokens())

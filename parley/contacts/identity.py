@@ -53,7 +53,7 @@ def normalise_phone(phone: str) -> str:
     return f"+{digits}" if digits else phone
 
 
-async def _find(session: AsyncSession, key: Key) -> ContactIdentity | None:
+async def find_identity(session: AsyncSession, key: Key) -> ContactIdentity | None:
     return await session.scalar(
         select(ContactIdentity).where(
             ContactIdentity.kind == key.kind,
@@ -73,9 +73,9 @@ async def _live_contact(session: AsyncSession, contact_id: uuid.UUID) -> Contact
     return contact
 
 
-async def _attach(session: AsyncSession, contact: Contact, account: ChannelAccount, key: Key) -> None:
+async def attach_identity(session: AsyncSession, contact: Contact, account: ChannelAccount, key: Key) -> None:
     """Adds an identity unless it exists; a concurrent insert of the same one is not an error."""
-    if await _find(session, key) is not None:
+    if await find_identity(session, key) is not None:
         return
     try:
         async with session.begin_nested():
@@ -100,7 +100,7 @@ async def resolve_contact(
     keys = identity_keys(account, sender)
     contact: Contact | None = None
     for key in keys:
-        found = await _find(session, key)
+        found = await find_identity(session, key)
         if found is not None:
             contact = await _live_contact(session, found.contact_id)
             if contact is not None:
@@ -121,11 +121,11 @@ async def resolve_contact(
         if sender.phone and not contact.phone:
             contact.phone = normalise_phone(sender.phone)
     for key in keys:
-        await _attach(session, contact, account, key)
+        await attach_identity(session, contact, account, key)
     if created:
         # Two nodes may have created the same new contact at once; the identity
         # insert that lost the race tells us, and we adopt the winner's contact.
-        owner = await _find(session, keys[0])
+        owner = await find_identity(session, keys[0])
         if owner is not None and owner.contact_id != contact.id:
             await session.delete(contact)
             await session.flush()

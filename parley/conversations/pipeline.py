@@ -59,11 +59,11 @@ def preview(event: InboundEvent) -> str:
     if event.text:
         return event.text[:200]
     if event.recognition:
-        return f"🎤 {event.recognition}"[:200]
+        return event.recognition[:200]
     if event.location:
-        return f"📍 {event.location.name or event.location.address or ''}".strip()[:200]
+        return (event.location.name or event.location.address or f"[{event.type}]")[:200]
     if event.link:
-        return f"🔗 {event.link.title or event.link.url}"[:200]
+        return (event.link.title or event.link.url)[:200]
     if event.media and event.media.caption:
         return event.media.caption[:200]
     return f"[{event.type}]"

@@ -82,6 +82,8 @@ class ContactIdentity(UUIDModel):
     value: Mapped[str] = mapped_column(String(255), nullable=False)
     verified: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # When the platform profile behind this identity was last fetched (WeChat user info).
+    profile_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     contact: Mapped[Contact] = relationship(back_populates="identities", lazy="raise")
 

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import update
 
 from parley.auth import service as auth_service
 from parley.auth.dependencies import DBSession, client_ip, optional_principal
@@ -24,6 +25,8 @@ from parley.auth.schemas import (
     UserUpdate,
 )
 from parley.exceptions import ParleyError
+from parley.kit.types import utcnow
+from parley.models import User
 from parley.web.auth import (
     PageAuditRead,
     PageContacts,
@@ -118,6 +121,9 @@ async def login_submit(
             t_error = "login.error_throttled" if exc.status_code == 429 else "login.error_credentials"
             status_code = exc.status_code
         else:
+            # Signing in to the console means being at work: new conversations may come.
+            user_row.presence = "online"
+            user_row.presence_changed_at = utcnow()
             token, _row = await auth_service.user_session.create(
                 session,
                 user_row=user_row,
@@ -157,6 +163,11 @@ async def logout(request: Request, session: DBSession, principal: PageUser) -> R
     token = request.cookies.get(cookie_name)
     if token:
         await auth_service.user_session.end(session, token)
+    await session.execute(
+        update(User)
+        .where(User.id == principal.user.id)
+        .values(presence="offline", presence_changed_at=utcnow())
+    )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(cookie_name)
     return response

@@ -56,7 +56,7 @@ def _worker(database_url: str, tmp_path: Path, name: str, **env: str) -> ServerP
 
 
 async def _count(session: AsyncSession, status: MessageStatus) -> int:
-    session.expire_all()
+    await session.rollback()  # end the read transaction: on SQLite WAL it would keep seeing one snapshot
     return int(await session.scalar(select(func.count()).where(Message.status == status)) or 0)
 
 
@@ -147,7 +147,7 @@ class TestCrashRecovery:
         if not idempotent_platform and twice:
             # A send in flight at SIGKILL is re-sent with the same key after the lease; only a
             # platform that honours the key can drop it (docs/decisions/0002-delivery.md).
-            assert len(twice) <= 2 * 64, "re-sends are bounded by what was in flight at the two kills"
+            assert len(twice) <= 2 * 200, "re-sends are bounded by the two batches in hand at the kills"
             pytest.xfail(f"simulator does not honour idempotency keys yet: {len(twice)} in-flight re-sends")
         assert twice == {}, "no message was received twice"
 
@@ -176,3 +176,34 @@ class TestSharedRateLimit:
         # Both processes took part (each logs nothing at WARNING, so ask the database who claimed).
         logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
         assert not any("Traceback" in text for text in logs)
+
+
+class TestPriorities:
+    async def test_agent_reply_overtakes_a_running_bulk_send(
+        self, database_url: str, session: AsyncSession, whatsapp_sim: str, tmp_path: Path
+    ) -> None:
+        sim = register_sim_account(whatsapp_sim, users=50)
+        account = await create_parley_account(session, sim)
+        await delivery.set_limits(session, account_id=account.id, rate_per_s=200, burst=20)
+        bulk = [template_to(sim.users[i % 50]) for i in range(4000)]  # twenty seconds of backlog
+        await delivery.enqueue_many(session, account=account, messages=bulk, priority=Priority.bulk)
+        await session.commit()
+        worker = _worker(database_url, tmp_path, "worker")
+        try:
+            await _wait_received(sim, 600, timeout_s=60)  # the broadcast is well under way
+            reply = await delivery.enqueue(
+                session, account=account, message=template_to(sim.users[0]), priority=Priority.agent_reply
+            )
+            await session.commit()
+            key, queued_at = reply.idempotency_key, reply.created_at.timestamp()
+            deadline = time.monotonic() + 30
+            received: list[dict[str, object]] = []
+            while not received and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                received = [e for e in sim.record() if e["idempotency_key"] == key]
+        finally:
+            worker.stop()
+        assert received, "the reply was delivered"
+        bulk_left = 4000 - len([e for e in sim.record() if e["idempotency_key"] != key])
+        assert bulk_left > 1000, "the broadcast was still running when the reply went out"
+        assert float(received[0]["timestamp"]) - queued_at < 1.0  # type: ignore[arg-type]

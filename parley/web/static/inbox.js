@@ -100,7 +100,7 @@ function renderList() {
 
 // --- conversation view ------------------------------------------------------------------------
 
-const TICKS = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠" };
+const TICKS = { queued: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
 
 function messageNode(m) {
   const classes = ["msg", m.kind === "note" ? "note" : m.direction === "in" ? "in" : "out", m.pinned_at ? "pinned" : ""];
@@ -109,7 +109,7 @@ function messageNode(m) {
     ? el("span", { class: `tick ${m.status}`, title: t(`tick.${m.status}`) + (m.error_reason ? `: ${m.error_reason}` : ""), dataset: { status: m.status } }, TICKS[m.status] ?? "")
     : null;
   const pin = canWrite && m.kind !== "note"
-    ? el("button", { class: "link pin", title: t(m.pinned_at ? "inbox.unpin" : "inbox.pin"), onclick: () => togglePin(m) }, m.pinned_at ? "📌" : "📍")
+    ? el("button", { class: "link pin", onclick: () => togglePin(m) }, t(m.pinned_at ? "inbox.unpin" : "inbox.pin"))
     : null;
   return el("li", { class: classes.join(" "), dataset: { id: m.id } },
     m.kind === "note" ? el("span", { class: "note-label" }, t("inbox.note")) : null,
@@ -120,10 +120,10 @@ function messageNode(m) {
 
 function describe(m) {
   const c = m.content || {};
-  if (m.type === "location" && c.location) return `📍 ${c.location.name ?? ""} ${c.location.latitude},${c.location.longitude}`;
-  if (m.type === "template" && c.template) return `📄 ${c.template.name}`;
-  if (m.type === "link" && c.link) return `🔗 ${c.link.title ?? c.link.url}`;
-  if (c.recognition) return `🎤 ${c.recognition}`;
+  if (m.type === "location" && c.location) return `[${t("type.location")}] ${c.location.name ?? ""} ${c.location.latitude}, ${c.location.longitude}`;
+  if (m.type === "template" && c.template) return `[${t("type.template")}] ${c.template.name}`;
+  if (m.type === "link" && c.link) return `[${t("type.link")}] ${c.link.title ?? c.link.url}`;
+  if (c.recognition) return `[${t("type.voice")}] ${c.recognition}`;
   return `[${T[`type.${m.type}`] ?? m.type}]`;
 }
 
@@ -154,7 +154,7 @@ function renderConversation() {
   $("messages").replaceChildren(...messages.map(messageNode));
   $("messages").scrollTop = $("messages").scrollHeight;
   $("pinned").hidden = pinned.length === 0;
-  $("pinned").replaceChildren(el("strong", {}, `📌 ${t("inbox.pinned")}: `), ...pinned.map((m) => el("span", { class: "pinned-item" }, m.text ?? describe(m))));
+  $("pinned").replaceChildren(el("strong", {}, `${t("inbox.pinned")}: `), ...pinned.map((m) => el("span", { class: "pinned-item" }, m.text ?? describe(m))));
   renderWindow(window);
   renderContact(contact);
 }

@@ -1,0 +1,175 @@
+"""Fetching customers' platform profiles after first contact.
+
+WeChat pushes carry only an OpenID; the nickname, avatar, region and, above
+all, the UnionID that ties a person's OpenIDs across a brand's accounts come
+from the user-info API. A background job fetches them in batches of 100
+(``user/info/batchget``), outside any write transaction, within the daily
+quota: a quota error stops the round and the rest waits for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.channels.base import ChannelError, ChannelPermanentError, ChannelQuotaExceededError, ChannelType
+from parley.channels.runtime import runtime
+from parley.contacts.identity import Key, attach_identity, find_identity
+from parley.contacts.merge import live_contact_id, merge_contacts
+from parley.context import Context
+from parley.conversations.pipeline import conversation_summary
+from parley.db import session_scope
+from parley.kit.types import utcnow
+from parley.models import ChannelAccount, Contact, ContactIdentity, Conversation, IdentityKind
+from parley.realtime.service import publish_on_commit
+from parley.worker import loop
+
+log = structlog.get_logger()
+
+BATCH = 100
+EVERY_S = 2.0
+_GENDER = {1: "male", 2: "female"}
+
+
+async def _pending(ctx: Context) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]:
+    async with session_scope(ctx.sessionmaker, write=False) as session:
+        rows = (
+            await session.execute(
+                select(ContactIdentity.account_id, ContactIdentity.id, ContactIdentity.value)
+                .join(ChannelAccount, ChannelAccount.id == ContactIdentity.account_id)
+                .where(
+                    ContactIdentity.kind == IdentityKind.wechat_openid,
+                    ContactIdentity.profile_synced_at.is_(None),
+                    ChannelAccount.is_active.is_(True),
+                )
+                .order_by(ContactIdentity.created_at)
+                .limit(BATCH * 5)
+            )
+        ).all()
+    grouped: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = defaultdict(list)
+    for account_id, identity_id, openid in rows:
+        if account_id is not None and len(grouped[account_id]) < BATCH:
+            grouped[account_id].append((identity_id, openid))
+    return grouped
+
+
+async def apply_profile(
+    session: AsyncSession,
+    ctx: Context,
+    *,
+    account: ChannelAccount,
+    identity_id: uuid.UUID,
+    profile: dict[str, Any],
+) -> None:
+    """Writes one fetched WeChat profile onto its contact, merging on a known UnionID."""
+    identity = await session.get(ContactIdentity, identity_id)
+    if identity is None:
+        return
+    identity.profile_synced_at = utcnow()
+    contact = await session.get(Contact, await live_contact_id(session, identity.contact_id))
+    if contact is None:
+        return
+    if profile.get("subscribe") == 0 and not profile.get("nickname"):
+        return  # no longer a follower: the platform reveals nothing more
+    if profile.get("nickname"):
+        contact.display_name = str(profile["nickname"])
+    if profile.get("headimgurl"):
+        contact.avatar_url = str(profile["headimgurl"])
+    for name in ("city", "province", "country", "language"):
+        if profile.get(name):
+            setattr(contact, name, str(profile[name]))
+    if profile.get("sex") in _GENDER:
+        contact.gender = _GENDER[int(profile["sex"])]
+    unionid = profile.get("unionid")
+    if unionid:
+        key = Key(IdentityKind.wechat_unionid, "", str(unionid), True)
+        existing = await find_identity(session, key)
+        if existing is not None and existing.contact_id != contact.id:
+            target = await session.get(Contact, await live_contact_id(session, existing.contact_id))
+            if target is not None and target.id != contact.id:
+                await merge_contacts(session, source=contact, target=target, reason="same WeChat UnionID")
+                moved = (
+                    await session.scalars(select(Conversation).where(Conversation.contact_id == target.id))
+                ).all()
+                for conversation in moved:
+                    publish_on_commit(
+                        session,
+                        ctx,
+                        {
+                            "type": "conversation.updated",
+                            "conversation": conversation_summary(conversation, target),
+                            "audience": {"permission": "conversations.read"},
+                        },
+                    )
+                return
+        await attach_identity(session, contact, account, key)
+    active = (
+        await session.scalars(
+            select(Conversation).where(
+                Conversation.contact_id == contact.id, Conversation.status != "resolved"
+            )
+        )
+    ).all()
+    for conversation in active:
+        publish_on_commit(
+            session,
+            ctx,
+            {
+                "type": "conversation.updated",
+                "conversation": conversation_summary(conversation, contact),
+                "audience": {"permission": "conversations.read"},
+            },
+        )
+
+
+async def sync_round(ctx: Context) -> int:
+    """One round: fetch up to a batch per account; returns how many identities were settled."""
+    settled = 0
+    for account_id, items in (await _pending(ctx)).items():
+        async with session_scope(ctx.sessionmaker, write=False) as session:
+            account = await session.get(ChannelAccount, account_id)
+        if account is None or account.type != ChannelType.wechat:
+            continue
+        adapter: Any = runtime(ctx).adapter(account)
+        try:
+            profiles = await adapter.client.batch_user_info([openid for _id, openid in items])
+        except ChannelQuotaExceededError:
+            log.warning("profiles.quota_exhausted", account_id=str(account_id))
+            continue
+        except ChannelPermanentError as exc:
+            # Nothing to learn for these ids (e.g. invalid OpenIDs): settle them so they are not retried forever.
+            log.warning("profiles.refused", account_id=str(account_id), detail=exc.message)
+            profiles = []
+        except ChannelError as exc:
+            log.warning("profiles.fetch_failed", account_id=str(account_id), detail=exc.message)
+            continue
+        by_openid = {str(p.get("openid")): p for p in profiles}
+        async with session_scope(ctx.sessionmaker) as session:
+            for identity_id, openid in items:
+                await apply_profile(
+                    session, ctx, account=account, identity_id=identity_id, profile=by_openid.get(openid, {})
+                )
+                settled += 1
+    return settled
+
+
+@loop("contacts.profiles")
+async def sync_profiles(ctx: Context, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            settled = await sync_round(ctx)
+            if settled:
+                log.info("profiles.synced", identities=settled)
+        except Exception:
+            log.exception("profiles.round_failed")
+            settled = 0
+        if not settled:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=EVERY_S)

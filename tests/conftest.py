@@ -25,7 +25,7 @@ from parley.db import create_engine, create_sessionmaker
 from parley.migrate import upgrade
 from parley.models import Base
 
-pytest_plugins = ["tests.fixtures.factories", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.factories", "tests.fixtures.browser", "tests.fixtures.stack"]
 
 POSTGRES_URL = os.environ.get("PARLEY_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])

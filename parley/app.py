@@ -19,6 +19,7 @@ from parley.config import Settings, get_settings
 from parley.context import Context, build_context
 from parley.db import session_scope
 from parley.exceptions import ParleyError
+from parley.ops.inflight import InflightLimitMiddleware
 from parley.ops.limits import BodySizeLimitMiddleware
 from parley.ops.metrics import MetricsMiddleware
 from parley.realtime.service import hub_of, start_bus
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
     )
     app.state.settings = settings
     app.add_exception_handler(ParleyError, _handle_error)
+    app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_inbound)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")

@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from parley.kit import sqlite_inline
+
 log = structlog.get_logger()
 
 AsyncReadSession = NewType("AsyncReadSession", AsyncSession)
@@ -42,7 +44,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # Zero: waiting for a lock happens in parley.kit.sqlite_inline, off the event loop's back.
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
 
 
@@ -52,7 +55,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, async_creator=sqlite_inline.creator(parsed.database or ":memory:")
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine.sync_engine, "begin")

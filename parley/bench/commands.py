@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from parley.bench import inbound
+from parley.bench import inbound, outbound
 
-__all__ = ["inbound"]
+__all__ = ["inbound", "outbound"]

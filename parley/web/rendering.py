@@ -23,6 +23,7 @@ NAV = [
     ("nav.marketing", "/marketing", "marketing.read"),
     ("nav.service", "/service", "service.read"),
     ("nav.reports", "/reports", "reports.read"),
+    ("nav.operations", "/operations", "operations.read"),
     ("nav.settings", "/settings", None),
 ]
 

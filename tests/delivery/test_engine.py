@@ -21,8 +21,7 @@ from tests.delivery.support import create_parley_account, register_sim_account, 
 
 async def _statuses(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Message.status, func.count()).group_by(Message.status))
-    session.expire_all()
-    return {status: count for status, count in rows.all()}
+    return {str(status): int(count) for status, count in rows.all()}
 
 
 class TestEnqueue:
@@ -34,10 +33,14 @@ class TestEnqueue:
             message = await delivery.enqueue(
                 session, account=account, message=template_to(sim.users[0]), priority=Priority.notification
             )
-        with pytest.raises(RuntimeError):
+
+        async def enqueue_then_fail() -> None:
             async with session_scope(ctx.sessionmaker) as session:
                 await delivery.enqueue(session, account=account, message=template_to(sim.users[0]))
                 raise RuntimeError("the caller's transaction fails")
+
+        with pytest.raises(RuntimeError):
+            await enqueue_then_fail()
         async with session_scope(ctx.sessionmaker, write=False) as session:
             jobs = list((await session.scalars(select(OutboxJob))).all())
             assert [j.message_id for j in jobs] == [message.id]

@@ -7,6 +7,7 @@ from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
 from parley.conversations.endpoints import router as conversations_router
+from parley.conversations.pages import router as inbox_settings_pages
 from parley.delivery.endpoints import pages as delivery_pages
 from parley.delivery.endpoints import router as delivery_router
 from parley.ops.endpoints import router as ops_router
@@ -22,5 +23,6 @@ router.include_router(conversations_router)
 router.include_router(webhooks_router)
 router.include_router(web_router)
 router.include_router(channel_pages)
+router.include_router(inbox_settings_pages)
 router.include_router(delivery_router)
 router.include_router(delivery_pages)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile, status
 from sqlalchemy import select
 
 from parley.auth.dependencies import Authenticated, DBSession, authorize
@@ -27,7 +27,7 @@ from parley.conversations.schemas import (
 )
 from parley.conversations.service import conversation as conversation_service
 from parley.conversations.service import set_presence
-from parley.exceptions import Conflict
+from parley.exceptions import Conflict, NotFound
 from parley.kit.schemas import Page
 from parley.models import CannedResponse, ContactReason
 
@@ -224,3 +224,56 @@ async def list_agents(_: ConversationsRead, session: DBSession) -> list[dict[str
         for user_id, name, presence, permissions in rows
         if Permission.conversations_write.value in permissions
     ]
+
+
+MEDIA_KINDS = {"image": "image", "video": "video", "audio": "voice"}
+
+
+@router.post("/conversations/{conversation_id}/media", status_code=status.HTTP_201_CREATED)
+async def upload_conversation_media(
+    request: Request,
+    _: ConversationsWrite,
+    session: DBSession,
+    conversation_id: uuid.UUID,
+    file: Annotated[UploadFile, File(description="The image or file to send")],
+) -> dict[str, str | None]:
+    """Uploads a file to the conversation's platform and returns what a reply needs to send it.
+
+    The file goes to the platform's media store (WeChat temporary media, WhatsApp media), not to Parley's disk.
+    """
+    from parley.channels.base import ChannelError
+    from parley.channels.runtime import runtime
+    from parley.exceptions import ServiceBusy, UnprocessableEntity
+    from parley.models import ChannelAccount, Conversation
+
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    account = await session.get(ChannelAccount, conversation.account_id)
+    if account is None:
+        raise NotFound("Channel account not found")
+    content = await file.read()
+    mime_type = file.content_type or "application/octet-stream"
+    filename = file.filename or "upload"
+    kind = MEDIA_KINDS.get(mime_type.split("/", 1)[0], "file")
+    adapter = runtime(_ctx(request)).adapter(account)
+    client: Any = getattr(adapter, "client", None)
+    if client is None:
+        raise UnprocessableEntity("This channel does not take uploads")
+    try:
+        if account.type == "wechat":
+            if kind == "file":
+                raise UnprocessableEntity(
+                    "WeChat customer-service messages cannot carry files; send an image, voice or video"
+                )
+            uploaded = await client.upload_media(kind, filename, content, mime_type)
+            media_id = str(uploaded["media_id"])
+        elif account.type == "whatsapp":
+            media_id = await client.upload_media(
+                account.external_id, content, mime_type=mime_type, filename=filename
+            )
+        else:
+            raise UnprocessableEntity("This channel does not take uploads")
+    except ChannelError as exc:
+        raise ServiceBusy(f"The platform did not take the file: {exc.message}", retry_after_s=5) from exc
+    return {"type": kind, "media_id": media_id, "mime_type": mime_type, "filename": filename}

@@ -280,6 +280,21 @@ for (const radio of document.querySelectorAll("input[name=mode]")) {
     $("composer").classList.toggle("note-mode", currentMode() === "note");
   });
 }
+$("attach").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (!file || !state.current) return;
+  $("composer-error").textContent = "";
+  const form = new FormData();
+  form.append("file", file);
+  try {
+    const media = await api(`/api/v1/conversations/${state.current.conversation.id}/media`, { method: "POST", body: form });
+    const caption = $("composer-text").value.trim() || null;
+    await send({ type: media.type, text: caption, media: { media_id: media.media_id, mime_type: media.mime_type, filename: media.filename, caption } });
+  } catch (error) {
+    $("composer-error").textContent = error.message;
+  }
+});
 $("btn-template").addEventListener("click", () => ($("template-picker").hidden ? showTemplates() : ($("template-picker").hidden = true)));
 
 // --- actions ---------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ async def test_admin_defines_reasons_saved_replies_and_idle_time(client, session
     browser = await signed_in(client, "admin@example.com")
     form = {"csrf_token": browser.csrf}
     assert (await client.post("/settings/inbox/reasons", data={**form, "name": "Orders"})).status_code == 303
-    parent = await session.scalar(select(ContactReason).where(ContactReason.name == "Orders"))
-    await client.post("/settings/inbox/reasons", data={**form, "name": "Change address", "parent_id": str(parent.id)})
+    parent_id = (await session.scalar(select(ContactReason).where(ContactReason.name == "Orders"))).id
+    await client.post("/settings/inbox/reasons", data={**form, "name": "Change address", "parent_id": str(parent_id)})
     await client.post("/settings/inbox/canned", data={**form, "shortcut": "hello", "title": "Greeting", "body": "您好，很高兴为您服务！"})
     await client.post("/settings/inbox/idle", data={**form, "minutes": "90"})
 
@@ -23,7 +23,7 @@ async def test_admin_defines_reasons_saved_replies_and_idle_time(client, session
     page = (await client.get("/settings/inbox", headers={"Accept": "text/html"})).text
     assert 'data-reason="Change address"' in page and "/hello" in page
     child = await session.scalar(select(ContactReason).where(ContactReason.name == "Change address"))
-    assert child.parent_id == parent.id
+    assert child.parent_id == parent_id
     assert (await session.scalar(select(CannedResponse))).body == "您好，很高兴为您服务！"
     assert await idle_close_minutes(session) == 90
 

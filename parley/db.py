@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,8 +11,9 @@ from typing import Any, NewType
 
 import structlog
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from parley.kit import sqlite_inline
@@ -23,17 +26,53 @@ AsyncReadSession = NewType("AsyncReadSession", AsyncSession)
 SQLITE_BEGIN = "parley_sqlite_begin"
 
 
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+_OWNERS: weakref.WeakKeyDictionary[asyncio.Lock, asyncio.Task[Any] | None] = weakref.WeakKeyDictionary()
+_HELD = "parley.sqlite_write_lock"
+
+
 async def begin_write(session: AsyncSession) -> None:
     """Starts the session's transaction as a writer.
 
     On SQLite a deferred transaction that reads and then writes fails at once
     (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between; taking the
-    write lock up front makes concurrent writers queue on busy_timeout instead.
-    Readers are unaffected (WAL). No-op on PostgreSQL.
+    write lock up front makes concurrent writers queue instead. Within this
+    process they queue on an asyncio lock, first come first served, handed
+    over the moment the holder's transaction ends; other processes are waited
+    for by ``parley.kit.sqlite_inline``. Readers are unaffected (WAL).
+    No-op on PostgreSQL.
     """
     bind = session.get_bind()
-    if bind.dialect.name == "sqlite" and not session.in_transaction():
+    if bind.dialect.name != "sqlite" or session.in_transaction():
+        return
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    lock = _WRITE_LOCKS.setdefault(engine, asyncio.Lock())
+    task = asyncio.current_task()
+    if lock.locked() and _OWNERS.get(lock) is task:
+        # SQLite has one writer; a second write transaction in the same task can only wait for itself.
+        raise RuntimeError("nested write transaction on SQLite: finish the outer one before writing again")
+    await lock.acquire()
+    _OWNERS[lock] = task
+    session.sync_session.info[_HELD] = lock
+    try:
         await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+    except BaseException:
+        _release(session.sync_session)
+        raise
+
+
+def _release(sync_session: Session) -> None:
+    lock: asyncio.Lock | None = sync_session.info.pop(_HELD, None)
+    if lock is not None and lock.locked():
+        _OWNERS.pop(lock, None)
+        lock.release()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _release_write_lock(sync_session: Session, transaction: SessionTransaction) -> None:
+    # Commit, rollback or close: whichever ends the outermost transaction frees the next writer.
+    if transaction.parent is None:
+        _release(sync_session)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

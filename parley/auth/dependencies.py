@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.auth import service as auth_service
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
-from parley.db import begin_write, commit, rollback_callbacks
+from parley.db import begin_write, commit, rollback_callbacks, session_scope
 from parley.exceptions import Forbidden, Unauthorized
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,35 +45,49 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-async def _resolve(request: Request, session: AsyncSession) -> Principal | None:
+async def _resolve(request: Request) -> Principal | None:
+    """Who is calling, from a bearer token or the console cookie; cached on the request.
+
+    Uses its own short read transaction, not the request's session: an endpoint
+    that only reads and then calls a platform must not hold SQLite's write lock
+    because of the sign-in check.
+    """
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     principal: Principal | None = None
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        token_row = await auth_service.api_token.resolve(session, authorization[7:].strip())
-        if token_row is None:
-            raise Unauthorized("Invalid or expired API token")
-        permissions = await auth_service.user.permissions_of(session, token_row.user)
-        principal = Principal(
-            user=token_row.user, permissions=permissions, token=token_row, ip=client_ip(request)
-        )
-    else:
-        cookie = request.cookies.get(request.app.state.settings.session_cookie_name)
-        if cookie:
-            session_row = await auth_service.user_session.resolve(session, cookie)
-            if session_row is not None:
-                permissions = await auth_service.user.permissions_of(session, session_row.user)
-                principal = Principal(
-                    user=session_row.user, permissions=permissions, session=session_row, ip=client_ip(request)
-                )
-    if principal is not None:
-        # Detached, so that a rollback (which expires everything in the session)
-        # cannot leave an error page unable to show who is signed in.
-        session.expunge(principal.user)
-        if principal.session is not None:
-            session.expunge(principal.session)
+    touch_token = None
+    maker = request.app.state.sessionmaker
+    async with session_scope(maker, write=False) as session:
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token_row = await auth_service.api_token.resolve(session, authorization[7:].strip())
+            if token_row is None:
+                raise Unauthorized("Invalid or expired API token")
+            permissions = await auth_service.user.permissions_of(session, token_row.user)
+            principal = Principal(
+                user=token_row.user, permissions=permissions, token=token_row, ip=client_ip(request)
+            )
+            if auth_service.api_token.needs_touch(token_row):
+                touch_token = token_row.id
+        else:
+            cookie = request.cookies.get(request.app.state.settings.session_cookie_name)
+            if cookie:
+                session_row = await auth_service.user_session.resolve(session, cookie)
+                if session_row is not None:
+                    permissions = await auth_service.user.permissions_of(session, session_row.user)
+                    principal = Principal(
+                        user=session_row.user,
+                        permissions=permissions,
+                        session=session_row,
+                        ip=client_ip(request),
+                    )
+        # Detached, so that the principal stays readable after this session ends
+        # (and after a rollback of the request's own session).
+        session.expunge_all()
+    if touch_token is not None:
+        async with session_scope(maker) as session:
+            await auth_service.api_token.touch(session, touch_token)
     request.state.principal = principal
     return principal
 
@@ -92,15 +106,15 @@ async def _check_csrf(request: Request, principal: Principal) -> None:
         raise Forbidden("Missing or wrong CSRF token; reload the page and try again")
 
 
-async def optional_principal(request: Request, session: DBSession) -> Principal | None:
-    return await _resolve(request, session)
+async def optional_principal(request: Request) -> Principal | None:
+    return await _resolve(request)
 
 
 def authorize(*permissions: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that requires a signed-in user holding every one of ``permissions``."""
 
-    async def dependency(request: Request, session: DBSession) -> Principal:
-        principal = await _resolve(request, session)
+    async def dependency(request: Request) -> Principal:
+        principal = await _resolve(request)
         if principal is None:
             raise Unauthorized()
         await _check_csrf(request, principal)

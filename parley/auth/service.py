@@ -9,7 +9,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -555,10 +555,14 @@ class APITokenService:
             return None
         if row.expires_at is not None and row.expires_at <= now:
             return None
-        # Touch at most once a minute so that a busy integration does not write on every call.
-        if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-            row.last_used_at = now
         return row
+
+    def needs_touch(self, row: APIToken) -> bool:
+        """Whether to record use now: at most once a minute, so a busy integration does not write on every call."""
+        return row.last_used_at is None or utcnow() - row.last_used_at > timedelta(minutes=1)
+
+    async def touch(self, session: AsyncSession, token_id: uuid.UUID) -> None:
+        await session.execute(update(APIToken).where(APIToken.id == token_id).values(last_used_at=utcnow()))
 
 
 api_token = APITokenService()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
@@ -31,6 +32,7 @@ from parley.channels.schemas import (
 from parley.channels.service import channel_account
 from parley.context import Context
 from parley.conversations.inbound import process_new
+from parley.db import session_scope
 from parley.exceptions import NotFound
 from parley.models import ChannelAccount
 
@@ -114,7 +116,7 @@ def _problem(status_code: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
 
 
-async def _account(session: DBSession, channel_type: ChannelType, account_id: uuid.UUID) -> ChannelAccount:
+async def _account(session: AsyncSession, channel_type: ChannelType, account_id: uuid.UUID) -> ChannelAccount:
     account = await session.get(ChannelAccount, account_id)
     if account is None or account.type != channel_type.value or not account.is_active:
         raise NotFound("No active channel account at this webhook address")
@@ -147,12 +149,17 @@ async def verify_webhook(
 
 
 @webhooks.post("/channels/{channel_type}/{account_id}/webhook")
-async def receive_webhook(
-    request: Request, session: DBSession, channel_type: ChannelType, account_id: uuid.UUID
-) -> Response:
-    """Verify, parse, store once, answer: the platform's delivery of messages, events and statuses."""
-    account = await _account(session, channel_type, account_id)
-    adapter = runtime(_ctx(request)).adapter(account)
+async def receive_webhook(request: Request, channel_type: ChannelType, account_id: uuid.UUID) -> Response:
+    """Verify, parse, store once, answer: the platform's delivery of messages, events and statuses.
+
+    Verification and parsing happen before the write transaction opens, so the
+    (single, on SQLite) write lock is held only for storing and the pipeline;
+    the transaction commits before the platform gets its answer.
+    """
+    ctx = _ctx(request)
+    async with session_scope(ctx.sessionmaker, write=False) as session:
+        account = await _account(session, channel_type, account_id)
+    adapter = runtime(ctx).adapter(account)
     body = await request.body()
     webhook = _webhook_request(request, body)
     bound = log.bind(channel=channel_type.value, account_id=str(account_id))
@@ -171,10 +178,13 @@ async def receive_webhook(
     except MalformedPayloadError as exc:
         bound.warning("webhook.malformed", detail=exc.message)
         return _problem(400, type(exc).__name__, exc.message)
-    stored = await store_events(session, account=account, events=events, raw=body.decode("utf-8", "replace"))
-    if stored.duplicates:
-        bound.info("webhook.duplicates", duplicates=stored.duplicates)
-    await process_new(session, _ctx(request), account=account, ids=stored.new_ids)
+    async with session_scope(ctx.sessionmaker) as session:
+        stored = await store_events(
+            session, account=account, events=events, raw=body.decode("utf-8", "replace")
+        )
+        if stored.duplicates:
+            bound.info("webhook.duplicates", duplicates=stored.duplicates)
+        await process_new(session, ctx, account=account, ids=stored.new_ids)
     ack = adapter.acknowledge(webhook, None)
     return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
 

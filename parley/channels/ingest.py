@@ -19,6 +19,17 @@ class Stored:
     duplicates: int
 
 
+def _insert(dialect_insert: Any) -> Any:
+    return (
+        dialect_insert(InboundEventRow)
+        .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
+        .returning(InboundEventRow.id)
+    )
+
+
+_INSERTS = {"postgresql": _insert(postgresql.insert), "sqlite": _insert(sqlite.insert)}
+
+
 def _row(account: ChannelAccount, event: InboundEvent, raw: str) -> dict[str, Any]:
     return {
         "account_id": account.id,
@@ -51,12 +62,8 @@ async def store_events(
         unique.setdefault(event.dedupe_key, event)
     rows = [_row(account, event, raw) for event in unique.values()]
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(InboundEventRow)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
-        .returning(InboundEventRow.id)
-    )
-    new_ids = list((await session.scalars(stmt)).all())
+    # Parameters passed separately (not .values(rows)) so the compiled statement is cached;
+    # compiling it afresh cost more than the insert itself.
+    stmt = _INSERTS[dialect]
+    new_ids = list((await session.scalars(stmt, rows)).all())
     return Stored(new_ids=new_ids, duplicates=len(events) - len(new_ids))

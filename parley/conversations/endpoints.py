@@ -233,7 +233,6 @@ MEDIA_KINDS = {"image": "image", "video": "video", "audio": "voice"}
 async def upload_conversation_media(
     request: Request,
     _: ConversationsWrite,
-    session: DBSession,
     conversation_id: uuid.UUID,
     file: Annotated[UploadFile, File(description="The image or file to send")],
 ) -> dict[str, str | None]:
@@ -243,15 +242,18 @@ async def upload_conversation_media(
     """
     from parley.channels.base import ChannelError
     from parley.channels.runtime import runtime
+    from parley.db import session_scope
     from parley.exceptions import ServiceBusy, UnprocessableEntity
     from parley.models import ChannelAccount, Conversation
 
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound("Conversation not found")
-    account = await session.get(ChannelAccount, conversation.account_id)
-    if account is None:
-        raise NotFound("Channel account not found")
+    # A read only: the platform call below may refresh a shared token, which writes.
+    async with session_scope(_ctx(request).sessionmaker, write=False) as session:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound("Conversation not found")
+        account = await session.get(ChannelAccount, conversation.account_id)
+        if account is None:
+            raise NotFound("Channel account not found")
     content = await file.read()
     mime_type = file.content_type or "application/octet-stream"
     filename = file.filename or "upload"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from parley.auth.dependencies import DBSession, authorize
+from parley.auth.dependencies import authorize
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
 from parley.exceptions import ParleyError, Unauthorized
@@ -24,9 +24,9 @@ class LoginRequired(ParleyError):
 def page(*permissions: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
     inner = authorize(*permissions)
 
-    async def dependency(request: Request, session: DBSession) -> Principal:
+    async def dependency(request: Request) -> Principal:
         try:
-            return await inner(request, session)
+            return await inner(request)
         except Unauthorized as exc:
             raise LoginRequired(request.url.path) from exc
 

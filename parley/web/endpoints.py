@@ -77,7 +77,7 @@ async def home(principal: PageUser) -> RedirectResponse:
 async def login_form(
     request: Request, session: DBSession, next: str | None = None, lang: str | None = None
 ) -> Response:
-    principal = await optional_principal(request, session)
+    principal = await optional_principal(request)
     if principal is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     csrf = secrets.token_urlsafe(24)

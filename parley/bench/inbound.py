@@ -157,11 +157,13 @@ async def _load(
     if with_socket:
         socket_task, _ready = await _agent_socket(base, marks, arrived)
     run = uuid.uuid4().hex[:6]
+    # Distinct MsgIds per run: a repeated MsgId is a platform retry and (rightly) stored only once.
+    first_msg_id = 10**15 + secrets.randbelow(10**15)
     payloads = []
     for n in range(messages):
         text = f"bench-{run}-{n}"
         marks[text] = 0.0
-        payloads.append((text, *_payload(crypto, f"o{run}user{n % users:06d}", text, 10**12 + n)))
+        payloads.append((text, *_payload(crypto, f"o{run}user{n % users:06d}", text, first_msg_id + n)))
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(messages):
         queue.put_nowait(n)

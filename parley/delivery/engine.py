@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from parley.channels.base import (
     ChannelAdapter,
@@ -54,13 +55,15 @@ from parley.delivery.flow import FlowBackend, build_flow, quota_day
 from parley.delivery.repository import ClaimedJob, Failure, Release, Retry, Sent, outbox
 from parley.delivery.retry import RetryPolicy
 from parley.delivery.service import AccountLimits, effective_limits, register_wakeup, unregister_wakeup
-from parley.models import ChannelAccount, DeliveryLimit, MessageStatus, OutboxJobStatus
+from parley.models import ChannelAccount, DeliveryLimit, Message, MessageStatus, OutboxJobStatus, Priority
+from parley.realtime.service import publish_on_commit
 
 log = structlog.get_logger()
 
 _FLOW_KEY = "delivery.flow"
 _ACCOUNT_TTL_S = 5.0
 _PAUSED_ACCOUNT_DELAY = timedelta(seconds=60)
+EXPRESS_LANES = 4
 
 
 def shared_flow(ctx: Context) -> FlowBackend:
@@ -113,10 +116,13 @@ class DeliveryEngine:
         # serialises on its own bookkeeping when dozens of requests wait on it
         # (measured: 150 req/s at 64 in flight on one client, 1,100 on sixteen),
         # and delivery is the one place where Parley sends at that concurrency.
+        # A few lanes are reserved for agent replies and automated messages, so
+        # that a reply never queues for a lane behind a bulk batch's sends.
         self._lanes: asyncio.Queue[int] = asyncio.Queue()
+        self._express_lanes: asyncio.Queue[int] = asyncio.Queue()
         self._http: list[httpx.AsyncClient] = []
-        for lane in range(settings.delivery_concurrency):
-            self._lanes.put_nowait(lane)
+        for lane in range(settings.delivery_concurrency + EXPRESS_LANES):
+            (self._lanes if lane < settings.delivery_concurrency else self._express_lanes).put_nowait(lane)
             self._http.append(
                 httpx.AsyncClient(
                     timeout=httpx.Timeout(20.0, connect=5.0),
@@ -289,17 +295,44 @@ class DeliveryEngine:
     async def _send(self, item: _Send) -> SendResult | BaseException:
         if item.message is None:
             return ChannelPermanentError("stored content is not a valid outbound message", code=None)
-        lane = await self._lanes.get()
+        lanes = self._express_lanes if item.job.priority <= Priority.automated else self._lanes
+        lane = await lanes.get()
         started = time.perf_counter()
         try:
             return await item.account.adapters[lane].send(item.message)
         except Exception as exc:
             return exc
         finally:
-            self._lanes.put_nowait(lane)
+            lanes.put_nowait(lane)
             metrics.SEND_SECONDS.observe(time.perf_counter() - started)
 
     # --- step 3: record ---------------------------------------------------------------------
+
+    async def _announce(self, session: Any, sent: list[Sent], failures: list[Failure]) -> None:
+        """Tells agents' consoles about sends and failures of conversation messages (after commit)."""
+        outcomes: dict[int, tuple[str, str | None]] = {s.message_id: (MessageStatus.sent, None) for s in sent}
+        outcomes.update({f.message_id: (MessageStatus.failed, f.reason) for f in failures})
+        if not outcomes:
+            return
+        rows = await session.execute(
+            select(Message.id, Message.conversation_id).where(
+                Message.id.in_(outcomes), Message.conversation_id.is_not(None)
+            )
+        )
+        for message_id, conversation_id in rows:
+            status, reason = outcomes[message_id]
+            publish_on_commit(
+                session,
+                self.ctx,
+                {
+                    "type": "message.status",
+                    "message_id": message_id,
+                    "conversation_id": str(conversation_id),
+                    "status": status,
+                    "error_reason": reason,
+                    "audience": {"permission": "conversations.read"},
+                },
+            )
 
     async def _record(
         self, sends: list[_Send], outcomes: list[SendResult | BaseException], *, token: str
@@ -346,6 +379,7 @@ class DeliveryEngine:
             await outbox.finish_sent(session, sent, now=now)
             await outbox.reschedule(session, retries, token=token, now=now)
             await outbox.fail(session, failures, token=token, now=now)
+            await self._announce(session, sent, failures)
             releases: list[Release] = []
             for item, error in quota_waits:
                 # The platform says the quota is gone: believe it, so the other jobs stop trying too.

@@ -102,7 +102,11 @@ def take_arithmetic(
     level = rate.burst if tokens is None else tokens
     if updated_at is not None:
         level = min(rate.burst, level + max(0.0, now - updated_at) * rate.per_s)
-    granted = min(n, math.floor(level + 1e-9))
+    # Agent replies may borrow up to one burst ahead (the bucket goes into debt and
+    # the next sends wait for it): otherwise a reply and a broadcast race for each
+    # token as it appears, and a busy broadcast can win that race for seconds.
+    floor_level = -rate.burst if priority == Priority.agent_reply else 0.0
+    granted = max(0, min(n, math.floor(level - floor_level + 1e-9)))
     level -= granted
     rest = n - granted
     if rest <= 0:
@@ -258,7 +262,9 @@ local now = tonumber(ARGV[4])
 local level = tonumber(h[1]) or burst
 local ts = tonumber(h[2])
 if ts then level = math.min(burst, level + math.max(0, now - ts) * rate) end
-local granted = math.min(n, math.floor(level + 1e-9))
+local floor_level = 0
+if ARGV[5] == '0' then floor_level = -burst end
+local granted = math.max(0, math.min(n, math.floor(level - floor_level + 1e-9)))
 level = level - granted
 local rest = n - granted
 local start = 0
@@ -327,7 +333,8 @@ class RedisFlow:
             return TokenGrant(n, [])
         honour = "0" if priority == Priority.agent_reply else "1"
         granted, start = await self._take(
-            keys=[f"{self.prefix}bucket:{key}"], args=[n, rate.per_s, rate.burst, repr(now), priority, honour]
+            keys=[f"{self.prefix}bucket:{key}"],
+            args=[n, rate.per_s, rate.burst, repr(now), int(priority), honour],
         )
         return _grant(n, int(granted), float(start), rate)
 

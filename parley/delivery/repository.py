@@ -320,11 +320,12 @@ class OutboxRepository:
 
     async def failures(self, session: AsyncSession) -> list[tuple[str, str, int]]:
         stmt = (
-            select(jobs.c.status, func.coalesce(jobs.c.last_error_code, "unknown"), func.count())
+            select(jobs.c.status, jobs.c.last_error_code, func.count())
             .where(jobs.c.status.in_([OutboxJobStatus.failed, OutboxJobStatus.dead]))
-            .group_by(jobs.c.status, func.coalesce(jobs.c.last_error_code, "unknown"))
+            .group_by(jobs.c.status, jobs.c.last_error_code)
         )
-        return [(row[0], row[1], int(row[2])) for row in (await session.execute(stmt)).all()]
+        rows = (await session.execute(stmt)).all()
+        return [(row[0], row[1] or "unknown", int(row[2])) for row in rows]
 
     async def dead_letters(self, session: AsyncSession, *, limit: int = 100) -> list[Any]:
         stmt = (

@@ -41,7 +41,12 @@ def hub_of(ctx: Context) -> Hub:
 
 
 def publish_on_commit(session: AsyncSession, ctx: Context, event: Event) -> None:
-    """Publishes ``event`` to every node once the session's transaction commits; never if it rolls back."""
+    """Publishes ``event`` to every node once the session's transaction commits; never if it rolls back.
+
+    A process without a bus (a tool, a test of one component) has no one to tell, and skips it.
+    """
+    if _BUS not in ctx.extras:
+        return
 
     async def send() -> None:
         await bus_of(ctx).publish(event)

@@ -310,6 +310,7 @@ class Platform:
         self.media_urls: dict[str, tuple[str, float]] = {}  # token → media id, expiry (real time)
         self.record: list[dict[str, Any]] = []
         self.seen_keys: set[str] = set()
+        self.accepted_by_key: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}  # wamid → record entry (outbound)
         self.conversations: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self.deliveries: deque[Delivery] = deque(maxlen=MAX_DELIVERIES)
@@ -761,9 +762,18 @@ class Platform:
     def send(
         self, account: Account, number: PhoneNumber, body: dict[str, Any], idempotency_header: str | None
     ) -> dict[str, Any]:
-        """Applies the Cloud API's send rules in the order Meta does; returns the Graph answer."""
+        """Applies the Cloud API's send rules in the order Meta does; returns the Graph answer.
+
+        A send carrying an ``X-Parley-Idempotency-Key`` already accepted is answered with the
+        original response and not recorded again: the simulator plays the platform-side
+        idempotency key that DESIGN.md assumes. Meta's API has no such key; against the real
+        platform a send retried after a crash can reach the customer twice (docs/channels.md).
+        """
         self.stats["send_calls"] += 1
         self.per_second[int(time.time())] += 1
+        if idempotency_header and idempotency_header in self.accepted_by_key:
+            self.stats["idempotent_replays"] = self.stats.get("idempotent_replays", 0) + 1
+            return self.accepted_by_key[idempotency_header]
         if body.get("messaging_product") != "whatsapp":
             raise GraphError(100, "The parameter messaging_product is required and must be 'whatsapp'.")
         recipient = body.get("recipient") if body.get("recipient") is not None else body.get("to")
@@ -851,7 +861,10 @@ class Platform:
         sent: dict[str, Any] = {"id": wamid}
         if kind == "template":
             sent["message_status"] = "accepted"
-        return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [sent]}
+        answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [sent]}
+        if idempotency_header:
+            self.accepted_by_key[idempotency_header] = answer
+        return answer
 
     def _count_reach(self, account: Account, user: SimUser) -> None:
         limit = account.limits.messaging_limit

@@ -101,8 +101,21 @@ function renderList() {
 // --- conversation view ------------------------------------------------------------------------
 
 const TICKS = { queued: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+const RANK = { queued: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
+// Status events can arrive before the message they are about is on screen (the worker is quick):
+// remember the latest per message and apply it when the message is drawn.
+const latestStatus = new Map();
 
-function messageNode(m) {
+function withLatestStatus(m) {
+  const known = latestStatus.get(m.id);
+  if (known && (RANK[known.status] ?? -1) > (RANK[m.status] ?? -1)) {
+    return { ...m, status: known.status, error_reason: known.error_reason ?? m.error_reason };
+  }
+  return m;
+}
+
+function messageNode(message) {
+  const m = withLatestStatus(message);
   const classes = ["msg", m.kind === "note" ? "note" : m.direction === "in" ? "in" : "out", m.pinned_at ? "pinned" : ""];
   const body = m.text ?? describe(m);
   const tick = m.direction === "out" && m.kind !== "note"
@@ -395,12 +408,15 @@ function onEvent(event) {
       if (state.current?.conversation.id === event.conversation.id && event.type === "conversation.updated") renderConversation();
       break;
     case "message.status": {
+      const previous = latestStatus.get(event.message_id);
+      if (!previous || (RANK[event.status] ?? -1) >= (RANK[previous.status] ?? -1)) latestStatus.set(event.message_id, event);
+      const latest = latestStatus.get(event.message_id);
       const node = document.querySelector(`#messages li[data-id="${event.message_id}"] .tick`);
-      if (node) {
-        node.dataset.status = event.status;
-        node.className = `tick ${event.status}`;
-        node.textContent = TICKS[event.status] ?? "";
-        node.title = t(`tick.${event.status}`) + (event.error_reason ? `: ${event.error_reason}` : "");
+      if (node && (RANK[latest.status] ?? -1) >= (RANK[node.dataset.status] ?? -1)) {
+        node.dataset.status = latest.status;
+        node.className = `tick ${latest.status}`;
+        node.textContent = TICKS[latest.status] ?? "";
+        node.title = t(`tick.${latest.status}`) + (latest.error_reason ? `: ${latest.error_reason}` : "");
       }
       break;
     }

@@ -15,7 +15,9 @@ async def test_migrated_schema_matches_the_models(migrated_database):
     try:
         async with engine.connect() as conn:
             differences = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata)
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                )
             )
     finally:
         await engine.dispose()

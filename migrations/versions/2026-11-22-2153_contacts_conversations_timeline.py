@@ -151,7 +151,9 @@ def upgrade() -> None:
         sa.Column("account_id", sa.Uuid(), nullable=True),
         sa.Column("type", sa.String(length=48), nullable=False),
         sa.Column(
-            "data", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
         ),
         sa.Column("occurred_at", parley.kit.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("inbound_event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),

@@ -48,6 +48,19 @@ def identity_keys(account: ChannelAccount, sender: Sender) -> list[Key]:
     return keys
 
 
+_CHANNEL_LABEL: dict[str, str] = {ChannelType.wechat.value: "WeChat", ChannelType.whatsapp.value: "WhatsApp"}
+
+
+def placeholder_name(account: ChannelAccount, sender: Sender) -> str:
+    """A name agents can tell apart until a real one is known.
+
+    WeChat no longer reveals nicknames to Official Accounts (since 2021-12), so
+    most WeChat customers would otherwise all be called "unknown".
+    """
+    label = _CHANNEL_LABEL.get(account.type, account.type)
+    return f"{label} ·{sender.id[-8:]}"
+
+
 def normalise_phone(phone: str) -> str:
     digits = "".join(ch for ch in phone if ch.isdigit())
     return f"+{digits}" if digits else phone
@@ -109,7 +122,10 @@ async def resolve_contact(
     if contact is None:
         contact = Contact(
             id=uuid.uuid4(),
-            display_name=sender.display_name or sender.username or sender.phone or "",
+            display_name=sender.display_name
+            or sender.username
+            or sender.phone
+            or placeholder_name(account, sender),
             phone=normalise_phone(sender.phone) if sender.phone else None,
             attributes={},
         )

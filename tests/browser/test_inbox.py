@@ -37,6 +37,7 @@ async def test_wechat_message_appears_live_and_the_reply_reaches_the_customer(pa
     await page.locator("#messages .msg.in", has_text="我想改一下收货地址").wait_for()
 
     await page.click("#btn-accept")
+    await page.locator("#btn-accept").wait_for(state="hidden")  # taken: the button goes away
     await page.fill("#composer-text", "好的，请把新地址发给我。")
     await page.keyboard.press("Enter")
     await page.locator("#messages .msg.out", has_text="好的，请把新地址发给我。").wait_for()

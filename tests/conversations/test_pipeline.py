@@ -320,7 +320,11 @@ class TestNames:
     async def test_nameless_customers_get_a_name_agents_can_tell_apart(self, session):
         recorder = Recorder()
         account = await create_channel_account(session, external_id="wx-1")
-        [first] = await deliver(session, recorder, account, [text("wx-1", Sender(id="oAbcdefgh12345678"), "hi", "1")])
-        [second] = await deliver(session, recorder, account, [text("wx-1", Sender(id="oZyxwvut87654321"), "hi", "2")])
+        [first] = await deliver(
+            session, recorder, account, [text("wx-1", Sender(id="oAbcdefgh12345678"), "hi", "1")]
+        )
+        [second] = await deliver(
+            session, recorder, account, [text("wx-1", Sender(id="oZyxwvut87654321"), "hi", "2")]
+        )
         assert first.contact.display_name == "WeChat ·12345678"
         assert second.contact.display_name == "WeChat ·87654321"

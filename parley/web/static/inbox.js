@@ -142,6 +142,12 @@ function describe(m) {
 
 async function openConversation(id) {
   const detail = await api(`/api/v1/conversations/${id}`);
+  if (state.current?.conversation.id === id) {
+    // Messages sent or received while this reload was in flight are newer than its snapshot: keep them.
+    const known = new Set(detail.messages.map((m) => m.id));
+    const newest = detail.messages.length ? Math.max(...known) : 0;
+    for (const m of state.current.messages) if (!known.has(m.id) && m.id > newest) detail.messages.push(m);
+  }
   state.current = detail;
   $("conv-placeholder").hidden = true;
   $("conv").hidden = false;

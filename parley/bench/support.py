@@ -75,22 +75,29 @@ class Process:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_path: str = "/healthz", timeout_s: float = 60) -> Process:
+    def start(self, ready_path: str | None = "/healthz", timeout_s: float = 60) -> Process:
+        """Starts the process and, when it has a port and ``ready_path``, waits until that answers 200."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
+        if not (self.port and ready_path):
+            return self
         deadline = time.monotonic() + timeout_s
-        while self.port and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{' '.join(self.args)} exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + ready_path, timeout=1).status_code == 200:
                     return self
             time.sleep(0.1)
-        if self.port:
-            raise RuntimeError(f"{' '.join(self.args)} did not start: {self.log.read_text()[-2000:]}")
-        return self
+        raise RuntimeError(f"{' '.join(self.args)} did not start: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash would leave things."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -18,6 +18,7 @@ from parley.channels.base import (
     MalformedPayloadError,
     SignatureError,
     UnsupportedEventTypeError,
+    WebhookAck,
     WebhookRequest,
 )
 from parley.channels.ingest import store_events
@@ -112,6 +113,10 @@ async def make_sender_primary(
     await channel_account.make_primary(session, actor=principal, account_id=account_id, sender_id=sender_id)
 
 
+def _answer(ack: WebhookAck) -> Response:
+    return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+
+
 def _problem(status_code: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
 
@@ -145,7 +150,7 @@ async def verify_webhook(
         return _problem(403, "SignatureError", exc.message)
     except MalformedPayloadError as exc:
         return _problem(400, "MalformedPayloadError", exc.message)
-    return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+    return _answer(ack)
 
 
 @webhooks.post("/channels/{channel_type}/{account_id}/webhook")
@@ -174,7 +179,7 @@ async def receive_webhook(request: Request, channel_type: ChannelType, account_i
         # Genuine but not for us: answering an error would only make the platform retry for days.
         bound.info("webhook.ignored", detail=exc.message)
         ack = adapter.acknowledge(webhook, None)
-        return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+        return _answer(ack)
     except MalformedPayloadError as exc:
         bound.warning("webhook.malformed", detail=exc.message)
         return _problem(400, type(exc).__name__, exc.message)
@@ -186,7 +191,7 @@ async def receive_webhook(request: Request, channel_type: ChannelType, account_i
             bound.info("webhook.duplicates", duplicates=stored.duplicates)
         await process_new(session, ctx, account=account, ids=stored.new_ids)
     ack = adapter.acknowledge(webhook, None)
-    return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
+    return _answer(ack)
 
 
 @router.get("/{account_id}/templates")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import ChannelType, Sender
+from parley.contacts.merge import live_contact_id
 from parley.models import ChannelAccount, Contact, ContactIdentity, IdentityKind
 
 
@@ -77,13 +78,7 @@ async def find_identity(session: AsyncSession, key: Key) -> ContactIdentity | No
 
 
 async def _live_contact(session: AsyncSession, contact_id: uuid.UUID) -> Contact | None:
-    """Follows merges to the contact that is current now."""
-    seen: set[uuid.UUID] = set()
-    contact = await session.get(Contact, contact_id)
-    while contact is not None and contact.merged_into_id is not None and contact.id not in seen:
-        seen.add(contact.id)
-        contact = await session.get(Contact, contact.merged_into_id)
-    return contact
+    return await session.get(Contact, await live_contact_id(session, contact_id))
 
 
 async def attach_identity(session: AsyncSession, contact: Contact, account: ChannelAccount, key: Key) -> None:

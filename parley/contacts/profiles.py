@@ -24,11 +24,10 @@ from parley.channels.runtime import runtime
 from parley.contacts.identity import Key, attach_identity, find_identity
 from parley.contacts.merge import live_contact_id, merge_contacts
 from parley.context import Context
-from parley.conversations.pipeline import conversation_summary
+from parley.conversations.pipeline import publish_conversation_updated
 from parley.db import session_scope
 from parley.kit.types import utcnow
 from parley.models import ChannelAccount, Contact, ContactIdentity, Conversation, IdentityKind
-from parley.realtime.service import publish_on_commit
 from parley.worker import loop
 
 log = structlog.get_logger()
@@ -99,15 +98,7 @@ async def apply_profile(
                     await session.scalars(select(Conversation).where(Conversation.contact_id == target.id))
                 ).all()
                 for conversation in moved:
-                    publish_on_commit(
-                        session,
-                        ctx,
-                        {
-                            "type": "conversation.updated",
-                            "conversation": conversation_summary(conversation, target),
-                            "audience": {"permission": "conversations.read"},
-                        },
-                    )
+                    publish_conversation_updated(session, ctx, conversation, target)
                 return
         await attach_identity(session, contact, account, key)
     active = (
@@ -118,15 +109,7 @@ async def apply_profile(
         )
     ).all()
     for conversation in active:
-        publish_on_commit(
-            session,
-            ctx,
-            {
-                "type": "conversation.updated",
-                "conversation": conversation_summary(conversation, contact),
-                "audience": {"permission": "conversations.read"},
-            },
-        )
+        publish_conversation_updated(session, ctx, conversation, contact)
 
 
 async def sync_round(ctx: Context) -> int:

@@ -8,10 +8,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.context import Context
-from parley.conversations.pipeline import conversation_summary
+from parley.conversations.pipeline import publish_conversation_updated
 from parley.kit.types import utcnow
 from parley.models import AppSetting, Conversation, ConversationStatus
-from parley.realtime.service import publish_on_commit
 
 IDLE_CLOSE_KEY = "inbox.idle_close_minutes"
 DEFAULT_IDLE_CLOSE_MINUTES = 24 * 60
@@ -44,15 +43,7 @@ async def wake_snoozed(session: AsyncSession, ctx: Context) -> int:
     for conversation in rows:
         conversation.status = ConversationStatus.open
         conversation.snoozed_until = None
-        publish_on_commit(
-            session,
-            ctx,
-            {
-                "type": "conversation.updated",
-                "conversation": conversation_summary(conversation),
-                "audience": {"permission": "conversations.read"},
-            },
-        )
+        publish_conversation_updated(session, ctx, conversation)
     return len(rows)
 
 
@@ -77,13 +68,5 @@ async def close_idle(session: AsyncSession, ctx: Context) -> int:
         conversation.status = ConversationStatus.resolved
         conversation.resolved_at = now
         conversation.resolved_by_id = None
-        publish_on_commit(
-            session,
-            ctx,
-            {
-                "type": "conversation.updated",
-                "conversation": conversation_summary(conversation),
-                "audience": {"permission": "conversations.read"},
-            },
-        )
+        publish_conversation_updated(session, ctx, conversation)
     return len(rows)

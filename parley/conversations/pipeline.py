@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import InboundEvent, InboundKind
 from parley.contacts.identity import resolve_contact
+from parley.context import Context
+from parley.delivery.service import apply_status
 from parley.kit.types import utcnow
 from parley.models import (
     ChannelAccount,
@@ -30,19 +32,15 @@ from parley.models import (
     TimelineEvent,
 )
 from parley.models import InboundEvent as InboundEventRow
+from parley.realtime.service import publish_on_commit
 
 log = structlog.get_logger()
+
+AUDIENCE = {"permission": "conversations.read"}
 
 # A customer writing again within this time reopens their last conversation;
 # later, a new conversation starts (and is counted as a new contact for reports).
 REOPEN_WINDOW = timedelta(days=7)
-
-_STATUS_ORDER = {
-    MessageStatus.queued: 0,
-    MessageStatus.sent: 1,
-    MessageStatus.delivered: 2,
-    MessageStatus.read: 3,
-}
 
 
 @dataclass
@@ -142,35 +140,20 @@ async def _apply_status(
     status = event.status
     if status is None:
         return
-    message = await session.scalar(
-        select(Message).where(
-            Message.account_id == account.id, Message.platform_message_id == status.message_id
-        )
+    message = await apply_status(
+        session,
+        account_id=account.id,
+        platform_message_id=status.message_id,
+        status=status.status,
+        at=event.occurred_at,
+        error_code=status.error_code,
+        error_reason=(status.error_title or status.error_detail or "failed")
+        if status.status == "failed"
+        else None,
     )
     if message is None:
         log.info("status.unknown_message", platform_message_id=status.message_id)
         return
-    now = event.occurred_at
-    if status.status == "failed":
-        if message.status != MessageStatus.failed:
-            message.status = MessageStatus.failed
-            message.failed_at = now
-            message.error_code = str(status.error_code) if status.error_code is not None else None
-            message.error_reason = status.error_title or status.error_detail or "failed"
-    else:
-        new = MessageStatus(status.status)
-        # Platforms deliver statuses out of order; a message never goes back from read to delivered.
-        if (
-            message.status in _STATUS_ORDER
-            and _STATUS_ORDER[new] > _STATUS_ORDER[MessageStatus(message.status)]
-        ):
-            message.status = new
-        if new == MessageStatus.sent and message.sent_at is None:
-            message.sent_at = now
-        if new in (MessageStatus.delivered, MessageStatus.read) and message.delivered_at is None:
-            message.delivered_at = now
-        if new == MessageStatus.read and message.read_at is None:
-            message.read_at = now
     outcome.events.append(
         {
             "type": "message.status",
@@ -178,8 +161,23 @@ async def _apply_status(
             "conversation_id": str(message.conversation_id) if message.conversation_id else None,
             "status": message.status,
             "error_reason": message.error_reason,
-            "audience": {"permission": "conversations.read"},
+            "audience": AUDIENCE,
         }
+    )
+
+
+def publish_conversation_updated(
+    session: AsyncSession, ctx: Context, conversation: Conversation, contact: Contact | None = None
+) -> None:
+    """Tells every console that a conversation changed (status, assignee, contact), after commit."""
+    publish_on_commit(
+        session,
+        ctx,
+        {
+            "type": "conversation.updated",
+            "conversation": conversation_summary(conversation, contact),
+            "audience": AUDIENCE,
+        },
     )
 
 

@@ -12,7 +12,7 @@ from parley.auth.permissions import Permission
 from parley.auth.service import Principal, audit
 from parley.channels.base import ChannelWindowClosedError, OutboundMessage, OutboundType
 from parley.context import Context
-from parley.conversations.pipeline import conversation_summary, message_summary
+from parley.conversations.pipeline import conversation_summary, message_summary, publish_conversation_updated
 from parley.conversations.schemas import (
     AssignUpdate,
     ContactBrief,
@@ -234,24 +234,11 @@ class ConversationService:
             recent_conversations=[_read(*row) for row in recent_rows],
         )
 
-    def _publish_conversation(
-        self, session: AsyncSession, ctx: Context, conversation: Conversation, contact: Contact | None = None
-    ) -> None:
-        publish_on_commit(
-            session,
-            ctx,
-            {
-                "type": "conversation.updated",
-                "conversation": conversation_summary(conversation, contact),
-                "audience": AUDIENCE,
-            },
-        )
-
     async def mark_read(self, session: AsyncSession, ctx: Context, *, conversation_id: uuid.UUID) -> None:
         conversation, contact, _account, _assignee = await self._load(session, conversation_id)
         if conversation.unread_count:
             conversation.unread_count = 0
-            self._publish_conversation(session, ctx, conversation, contact)
+            publish_conversation_updated(session, ctx, conversation, contact)
 
     async def accept(
         self, session: AsyncSession, ctx: Context, *, actor: Principal, conversation_id: uuid.UUID
@@ -268,7 +255,7 @@ class ConversationService:
                 return conversation
             raise Conflict("Someone else has already taken this conversation")
         await session.refresh(conversation)
-        self._publish_conversation(session, ctx, conversation, contact)
+        publish_conversation_updated(session, ctx, conversation, contact)
         return conversation
 
     async def assign(
@@ -308,7 +295,7 @@ class ConversationService:
                     "team": [str(before[1]), str(conversation.team_id)],
                 },
             )
-            self._publish_conversation(session, ctx, conversation, contact)
+            publish_conversation_updated(session, ctx, conversation, contact)
         return conversation
 
     async def set_status(
@@ -347,7 +334,7 @@ class ConversationService:
             await self._ensure_no_other_active(session, conversation)
         conversation.status = data.status
         await session.flush()
-        self._publish_conversation(session, ctx, conversation, contact)
+        publish_conversation_updated(session, ctx, conversation, contact)
         return conversation
 
     async def _ensure_no_other_active(self, session: AsyncSession, conversation: Conversation) -> None:

@@ -8,6 +8,7 @@ SQLite file, or the PostgreSQL database truncated.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -74,7 +75,10 @@ def migrated_database(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
         upgrade(url)
         return url
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    url = asyncio.run(_recreate_postgres_database(_asyncpg_url(POSTGRES_URL), f"parley_test_{worker}"))
+    # Several checkouts of the project may run their suites against the same server at once.
+    checkout = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]  # noqa: S324
+    name = f"parley_test_{checkout}_{worker}"
+    url = asyncio.run(_recreate_postgres_database(_asyncpg_url(POSTGRES_URL), name))
     upgrade(url)
     return url
 

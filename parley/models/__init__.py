@@ -4,7 +4,17 @@ from parley.models.api_token import APIToken
 from parley.models.audit_log import AuditLog
 from parley.models.base import Base
 from parley.models.channel_account import ChannelAccount, ChannelSender
-from parley.models.contact import Contact, ContactIdentity, IdentityKind, TimelineEvent
+from parley.models.contact import (
+    AttributeDefinition,
+    AttributeType,
+    Contact,
+    ContactIdentity,
+    ContactTag,
+    IdentityKind,
+    Tag,
+    TagGroup,
+    TimelineEvent,
+)
 from parley.models.conversation import Conversation, ConversationStatus
 from parley.models.inbound_event import InboundEvent
 from parley.models.inbox_settings import AppSetting, CannedResponse, ContactReason
@@ -19,6 +29,8 @@ from parley.models.user_session import UserSession
 __all__ = [
     "APIToken",
     "AppSetting",
+    "AttributeDefinition",
+    "AttributeType",
     "AuditLog",
     "Base",
     "CannedResponse",
@@ -27,6 +39,7 @@ __all__ = [
     "Contact",
     "ContactIdentity",
     "ContactReason",
+    "ContactTag",
     "Conversation",
     "ConversationStatus",
     "Direction",
@@ -38,6 +51,8 @@ __all__ = [
     "PlatformToken",
     "Priority",
     "Role",
+    "Tag",
+    "TagGroup",
     "Team",
     "TimelineEvent",
     "User",

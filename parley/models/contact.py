@@ -105,3 +105,68 @@ class TimelineEvent(Base):
     inbound_event_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound_events.id", ondelete="SET NULL"), nullable=True
     )
+
+
+class TagGroup(TimestampMixin, UUIDModel):
+    """A family of tags (interest, value tier, source…); its colour is the default for its tags."""
+
+    __tablename__ = "tag_groups"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    color: Mapped[str] = mapped_column(String(16), default="#64748b", nullable=False)
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+
+class Tag(TimestampMixin, UUIDModel):
+    """A label on contacts, added by agents, automation or import; names are unique, case-sensitively."""
+
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tag_groups.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # Empty means "use the group's colour".
+    color: Mapped[str] = mapped_column(String(16), default="", nullable=False)
+
+
+class ContactTag(Base):
+    """A tag on a contact. Keyed (tag, contact) so that counting a tag's contacts reads one index range."""
+
+    __tablename__ = "contact_tags"
+    __table_args__ = (Index("ix_contact_tags_contact", "contact_id"),)
+
+    tag_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Who added it: "agent", "automation", "import", "api"; with the user when an agent did.
+    source: Mapped[str] = mapped_column(String(16), default="agent", nullable=False)
+    added_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class AttributeType:
+    text = "text"
+    number = "number"
+    date = "date"
+    boolean = "boolean"
+    choice = "choice"  # one of ``options``
+    multi_choice = "multi_choice"  # a subset of ``options``
+
+    ALL = (text, number, date, boolean, choice, multi_choice)
+
+
+class AttributeDefinition(TimestampMixin, UUIDModel):
+    """A custom contact attribute an administrator defines; values live in ``contacts.attributes[key]``."""
+
+    __tablename__ = "attribute_definitions"
+
+    key: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    label: Mapped[str] = mapped_column(String(200), nullable=False)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)
+    options: Mapped[list[str]] = mapped_column(JSONType, default=list, nullable=False)
+    required: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -65,6 +66,21 @@ def _validation_message(exc: ValidationError) -> str:
         field = ".".join(str(p) for p in error["loc"])
         parts.append(f"{field}: {error['msg']}")
     return "; ".join(parts)
+
+
+async def _attempt(
+    work: Callable[[], Awaitable[object]],
+    redisplay: Callable[[str, int], Awaitable[HTMLResponse]],
+    success: str,
+) -> Response:
+    """Run a settings form's action; on a validation or business error, show the form again with why."""
+    try:
+        await work()
+    except ValidationError as exc:
+        return await redisplay(_validation_message(exc), 422)
+    except ParleyError as exc:
+        return await redisplay(exc.message, exc.status_code)
+    return RedirectResponse(success, status_code=303)
 
 
 @router.get("/")
@@ -364,20 +380,19 @@ async def create_user_page(
     timezone: str = Form("UTC"),
 ) -> Response:
     values = {"email": email, "name": name, "role": role, "locale": locale, "timezone": timezone}
-    try:
+
+    async def create() -> None:
         data = UserCreate(
             email=email, name=name, password=password, role=role, locale=locale, timezone=timezone
         )
         await auth_service.user.create(session, actor=principal, data=data)
-    except ValidationError as exc:
+
+    async def redisplay(error: str, status_code: int) -> HTMLResponse:
         return await _user_form(
-            request, session, principal, error=_validation_message(exc), values=values, status_code=422
+            request, session, principal, error=error, values=values, status_code=status_code
         )
-    except ParleyError as exc:
-        return await _user_form(
-            request, session, principal, error=exc.message, values=values, status_code=exc.status_code
-        )
-    return RedirectResponse("/settings/users?created=1", status_code=303)
+
+    return await _attempt(create, redisplay, "/settings/users?created=1")
 
 
 @router.get("/settings/users/{user_id}", response_class=HTMLResponse)
@@ -418,7 +433,8 @@ async def update_user_page(
         "timezone": timezone,
         "is_active": bool(is_active),
     }
-    try:
+
+    async def save() -> None:
         data = UserUpdate(
             name=name,
             password=password or None,
@@ -428,27 +444,13 @@ async def update_user_page(
             is_active=bool(is_active),
         )
         await auth_service.user.update(session, actor=principal, user_id=user_id, data=data)
-    except ValidationError as exc:
+
+    async def redisplay(error: str, status_code: int) -> HTMLResponse:
         return await _user_form(
-            request,
-            session,
-            principal,
-            edit=edit,
-            error=_validation_message(exc),
-            values=values,
-            status_code=422,
+            request, session, principal, edit=edit, error=error, values=values, status_code=status_code
         )
-    except ParleyError as exc:
-        return await _user_form(
-            request,
-            session,
-            principal,
-            edit=edit,
-            error=exc.message,
-            values=values,
-            status_code=exc.status_code,
-        )
-    return RedirectResponse("/settings/users?saved=1", status_code=303)
+
+    return await _attempt(save, redisplay, "/settings/users?saved=1")
 
 
 @router.get("/settings/roles", response_class=HTMLResponse)
@@ -492,18 +494,15 @@ async def create_role_page(request: Request, session: DBSession, principal: Page
         "description": str(form.get("description", "")),
         "permissions": permissions,
     }
-    try:
+
+    async def create() -> None:
         data = RoleCreate(name=values["name"], description=values["description"], permissions=permissions)
         await auth_service.role.create(session, actor=principal, data=data)
-    except ValidationError as exc:
-        return await _role_form(
-            request, principal, error=_validation_message(exc), values=values, status_code=422
-        )
-    except ParleyError as exc:
-        return await _role_form(
-            request, principal, error=exc.message, values=values, status_code=exc.status_code
-        )
-    return RedirectResponse("/settings/roles", status_code=303)
+
+    async def redisplay(error: str, status_code: int) -> HTMLResponse:
+        return await _role_form(request, principal, error=error, values=values, status_code=status_code)
+
+    return await _attempt(create, redisplay, "/settings/roles")
 
 
 @router.get("/settings/roles/{role_id}", response_class=HTMLResponse)
@@ -597,18 +596,17 @@ async def create_team_page(request: Request, session: DBSession, principal: Page
         "description": str(form.get("description", "")),
         "member_ids": member_ids,
     }
-    try:
+
+    async def create() -> None:
         data = TeamCreate(name=values["name"], description=values["description"], member_ids=member_ids)
         await auth_service.team.create(session, actor=principal, data=data)
-    except ValidationError as exc:
+
+    async def redisplay(error: str, status_code: int) -> HTMLResponse:
         return await _team_form(
-            request, session, principal, error=_validation_message(exc), values=values, status_code=422
+            request, session, principal, error=error, values=values, status_code=status_code
         )
-    except ParleyError as exc:
-        return await _team_form(
-            request, session, principal, error=exc.message, values=values, status_code=exc.status_code
-        )
-    return RedirectResponse("/settings/teams", status_code=303)
+
+    return await _attempt(create, redisplay, "/settings/teams")
 
 
 @router.get("/settings/teams/{team_id}", response_class=HTMLResponse)
@@ -635,30 +633,17 @@ async def update_team_page(
         "description": str(form.get("description", "")),
         "member_ids": member_ids,
     }
-    try:
+
+    async def save() -> None:
         data = TeamUpdate(name=values["name"], description=values["description"], member_ids=member_ids)
         await auth_service.team.update(session, actor=principal, team_id=team_id, data=data)
-    except ValidationError as exc:
+
+    async def redisplay(error: str, status_code: int) -> HTMLResponse:
         return await _team_form(
-            request,
-            session,
-            principal,
-            edit=edit,
-            error=_validation_message(exc),
-            values=values,
-            status_code=422,
+            request, session, principal, edit=edit, error=error, values=values, status_code=status_code
         )
-    except ParleyError as exc:
-        return await _team_form(
-            request,
-            session,
-            principal,
-            edit=edit,
-            error=exc.message,
-            values=values,
-            status_code=exc.status_code,
-        )
-    return RedirectResponse("/settings/teams", status_code=303)
+
+    return await _attempt(save, redisplay, "/settings/teams")
 
 
 @router.get("/settings/audit", response_class=HTMLResponse)

@@ -103,3 +103,40 @@ async def test_whatsapp_text_then_reply_reaches_the_simulator_and_ticks_advance(
     record = await wiring.record(stack.http, stack.sims.whatsapp, to="5511912345678")
     entries = record["entries"] if isinstance(record, dict) else record
     assert [e["content"] for e in entries if e["type"] == "text"] and not any(e["duplicate"] for e in entries)
+
+
+async def test_wechat_account_offers_its_templates_and_sends_one_outside_the_window(stack, session):
+    account, account_id = await stack.connect_wechat(mode="safe")
+    await wiring.add_wechat_user(
+        stack.http, stack.sims.wechat, account.app_id, nickname="周强", openid="oTpl"
+    )
+    await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oTpl", type="text", content="我的快递到哪了"
+    )
+    listed = await stack.http.get(
+        f"{stack.parley}/api/v1/channel-accounts/{account_id}/templates", headers=stack.admin
+    )
+    assert listed.status_code == 200, listed.text
+    shipped = next(t for t in listed.json() if t["category"] == "订单发货通知")
+    assert shipped["parameters"] == ["thing1", "time2", "character_string3"]
+
+    conversation = await _conversation_for(stack, account_id)
+    sent = await stack.http.post(
+        f"{stack.parley}/api/v1/conversations/{conversation['id']}/messages",
+        json={
+            "type": "template",
+            "template": {
+                "name": shipped["name"],
+                "data": {"thing1": "智能手表", "time2": "2026-11-23 10:00", "character_string3": "SF123"},
+            },
+        },
+        headers=stack.admin,
+    )
+    assert sent.status_code == 201, sent.text
+
+    async def arrived() -> bool:
+        record = await wiring.record(stack.http, stack.sims.wechat, app_id=account.app_id, openid="oTpl")
+        entries = record["entries"] if isinstance(record, dict) else record
+        return any(e["type"] == "template" and "SF123" in json.dumps(e["content"]) for e in entries)
+
+    await wait_until(arrived, timeout_s=15)

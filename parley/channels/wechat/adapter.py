@@ -556,6 +556,10 @@ class WeChatAdapter:
             )
         return message.media.media_id
 
+    async def templates(self) -> list[dict[str, Any]]:
+        """The account's template messages, for the composer's template picker."""
+        return await self.client.list_templates()
+
     # --- sending ----------------------------------------------------------------------------
 
     async def send(self, message: OutboundMessage) -> SendResult:

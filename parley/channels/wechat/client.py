@@ -310,6 +310,11 @@ class WeChatClient:
 
     # --- menu -------------------------------------------------------------------------------
 
+    async def list_templates(self) -> list[dict[str, Any]]:
+        """The account's templates (模板消息 → 我的模板): id, title, content with {{key.DATA}} slots."""
+        data = await self.call("GET", "/cgi-bin/template/get_all_private_template")
+        return list(data.get("template_list") or [])
+
     async def create_menu(self, menu: Mapping[str, Any]) -> None:
         await self.call("POST", "/cgi-bin/menu/create", json_body=dict(menu))
 

@@ -333,7 +333,7 @@ async def template_send(request: Request) -> JSONResponse:
     body = await json_body(request)
     user = _user(account, body.get("touser"))
     template_id = str(body.get("template_id") or "")
-    if not template_id:
+    if template_id not in account.templates:
         raise WxError(40037)
     data = body.get("data")
     if not isinstance(data, dict):
@@ -367,6 +367,21 @@ async def template_send(request: Request) -> JSONResponse:
         request, account, user.openid, {"Event": "TEMPLATESENDJOBFINISH", "MsgID": msgid, "Status": status}
     )
     return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+
+@router.get("/cgi-bin/template/get_all_private_template")
+async def template_list(request: Request) -> JSONResponse:
+    account = await gate(request, "template_list")
+    return JSONResponse({"template_list": list(account.templates.values())})
+
+
+@router.post("/cgi-bin/template/del_private_template")
+async def template_delete(request: Request) -> JSONResponse:
+    account = await gate(request, "template_delete")
+    body = await json_body(request)
+    if account.templates.pop(str(body.get("template_id") or ""), None) is None:
+        raise WxError(40037)
+    return ok()
 
 
 def _job_event(request: Request, account: SimAccount, openid: str, fields: dict[str, Any]) -> None:

@@ -37,6 +37,35 @@ DEFAULT_DAILY_QUOTAS: dict[str, int] = {
     "mass_send": 100,
 }
 
+# The account's template library (模板库 → 我的模板) as ``get_all_private_template`` lists it.
+# New-style keys (thing/time/character_string…) as the platform has used since 2023.
+DEFAULT_TEMPLATES: tuple[dict[str, str], ...] = (
+    {
+        "template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+        "title": "订单发货通知",
+        "primary_industry": "IT科技",
+        "deputy_industry": "互联网|电子商务",
+        "content": "商品名称：{{thing1.DATA}}\n发货时间：{{time2.DATA}}\n快递单号：{{character_string3.DATA}}",
+        "example": "商品名称：智能手表\n发货时间：2026年11月23日 10:00\n快递单号：SF1234567890",
+    },
+    {
+        "template_id": "Yk2dO3OfGYo6tS4XbXlpKvf8CzxrjR2y8aAQRqQb9Jw",
+        "title": "预约成功提醒",
+        "primary_industry": "IT科技",
+        "deputy_industry": "互联网|电子商务",
+        "content": "预约项目：{{thing1.DATA}}\n预约时间：{{time2.DATA}}\n门店地址：{{thing3.DATA}}",
+        "example": "预约项目：车辆保养\n预约时间：2026年11月25日 14:00\n门店地址：渝北区金开大道88号",
+    },
+    {
+        "template_id": "3vQ0o1mWcKQ5H1m0y8rZp9mJ7JjvT6oVv2b3xE7H8sA",
+        "title": "服务评价邀请",
+        "primary_industry": "IT科技",
+        "deputy_industry": "互联网|电子商务",
+        "content": "服务内容：{{thing1.DATA}}\n完成时间：{{time2.DATA}}",
+        "example": "服务内容：在线咨询\n完成时间：2026年11月23日 16:30",
+    },
+)
+
 ERRMSG: dict[int, str] = {
     -1: "system error",
     40001: "invalid credential, access_token is invalid or not latest",
@@ -251,6 +280,9 @@ class SimAccount:
     recent_calls: deque[float] = field(default_factory=deque)
     conversations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     mass_client_ids: dict[str, int] = field(default_factory=dict)
+    templates: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {t["template_id"]: dict(t) for t in DEFAULT_TEMPLATES}
+    )
 
     def public(self) -> dict[str, Any]:
         return {

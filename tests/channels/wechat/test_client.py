@@ -29,8 +29,11 @@ from parley.channels.wechat.client import WeChatClient
 from parley.db import create_engine, create_sessionmaker
 from parley.kit.crypto import SecretBox
 from parley.models import ChannelAccount
+from parley.sandbox.wechat.state import DEFAULT_TEMPLATES
 from tests.channels.wechat.helpers import MemoryTokenStore, act, add_user, register
 from tests.conftest import TEST_SECRET
+
+SHIPPED = DEFAULT_TEMPLATES[0]["template_id"]
 
 
 @pytest.fixture
@@ -233,7 +236,7 @@ class TestSend:
         openid = (await add_user(sim, ctx.external_id))["openid"]
         adapter = WeChatAdapter(ctx, http, MemoryTokenStore())
         template = Template(
-            name="TPL1", data={"thing1": "订单已发货", "time2": {"value": "2026-01-01"}}, url="https://x"
+            name=SHIPPED, data={"thing1": "订单已发货", "time2": {"value": "2026-01-01"}}, url="https://x"
         )
         result = await adapter.send(
             OutboundMessage(to=openid, type=OutboundType.template, template=template, idempotency_key="t1")
@@ -247,11 +250,31 @@ class TestSend:
             "time2": {"value": "2026-01-01"},
         }
 
+    async def test_templates_are_listed_and_unknown_ones_refused(
+        self, sim: httpx.AsyncClient, http: httpx.AsyncClient
+    ) -> None:
+        ctx = await register(sim)
+        openid = (await add_user(sim, ctx.external_id))["openid"]
+        adapter = WeChatAdapter(ctx, http, MemoryTokenStore())
+        listed = await adapter.templates()
+        assert SHIPPED in [t["template_id"] for t in listed]
+        assert {t["title"] for t in listed} >= {"订单发货通知", "预约成功提醒"}
+        with pytest.raises(ChannelPermanentError) as info:
+            await adapter.send(
+                OutboundMessage(
+                    to=openid,
+                    type=OutboundType.template,
+                    template=Template(name="not-in-the-library", data={"thing1": "x"}),
+                    idempotency_key="t-unknown",
+                )
+            )
+        assert info.value.code == 40037
+
     async def test_template_field_too_long(self, sim: httpx.AsyncClient, http: httpx.AsyncClient) -> None:
         ctx = await register(sim)
         openid = (await add_user(sim, ctx.external_id))["openid"]
         adapter = WeChatAdapter(ctx, http, MemoryTokenStore())
-        template = Template(name="TPL1", data={"thing1": "字" * 21})
+        template = Template(name=SHIPPED, data={"thing1": "字" * 21})
         with pytest.raises(ChannelPermanentError) as info:
             await adapter.send(
                 OutboundMessage(to=openid, type=OutboundType.template, template=template, idempotency_key="t")

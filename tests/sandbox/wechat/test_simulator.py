@@ -10,6 +10,7 @@ import pytest
 from parley.channels.base import InboundEvent, OutboundMessage, OutboundType
 from parley.channels.wechat.xml import parse_body
 from parley.sandbox.wechat.app import create_app
+from parley.sandbox.wechat.state import DEFAULT_TEMPLATES
 from tests.channels.wechat.helpers import Receiver, act, adapter_for, add_user, register
 
 
@@ -216,7 +217,11 @@ class TestUserActions:
             await sim.post(
                 "/cgi-bin/message/template/send",
                 params={"access_token": token},
-                json={"touser": openid, "template_id": "T", "data": {"k": {"value": "v"}}},
+                json={
+                    "touser": openid,
+                    "template_id": DEFAULT_TEMPLATES[0]["template_id"],
+                    "data": {"thing1": {"value": "v"}},
+                },
             )
         ).json()
         for _ in range(200):

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
-import time
+import os
+from pathlib import Path
 
 import httpx
 import uvicorn
 from sqlalchemy import func, select
 
 from parley.app import create_app
+from parley.bench.support import Process
 from parley.channels.base import ChannelType
 from parley.channels.schemas import ChannelAccountCreate
 from parley.channels.service import channel_account, webhook_url
@@ -167,22 +167,17 @@ async def _wire_simulators(
         )
 
 
-def _start_simulator(kind: str, port: int) -> subprocess.Popen[bytes]:
+def _start_simulator(kind: str, port: int, settings: Settings) -> Process:
     with contextlib.suppress(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
         raise RuntimeError(
             f"port {port} is already in use (another demo still running?); stop it and try again"
         )
-    proc = subprocess.Popen([sys.executable, "-m", "parley", "sandbox", kind, "--port", str(port)])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=1).status_code == 200:
-                return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"the {kind} simulator did not start")
-        time.sleep(0.2)
-    raise RuntimeError(f"the {kind} simulator did not answer on port {port}")
+    log = Path(settings.data_dir) / f"{kind}-simulator.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return Process(["parley", "sandbox", kind, "--port", str(port)], dict(os.environ), log, port).start(
+        "/_sandbox/stats", timeout_s=30
+    )
 
 
 def run_demo(*, host: str, port: int) -> None:
@@ -191,7 +186,10 @@ def run_demo(*, host: str, port: int) -> None:
         settings = configure(settings.model_copy(update={"base_url": f"http://{host}:{port}"}))
     upgrade(settings.database_url)
     wechat_url, whatsapp_url = f"http://127.0.0.1:{WECHAT_PORT}", f"http://127.0.0.1:{WHATSAPP_PORT}"
-    simulators = [_start_simulator("wechat", WECHAT_PORT), _start_simulator("whatsapp", WHATSAPP_PORT)]
+    simulators = [
+        _start_simulator("wechat", WECHAT_PORT, settings),
+        _start_simulator("whatsapp", WHATSAPP_PORT, settings),
+    ]
 
     async def main() -> None:
         ctx = build_context(settings)
@@ -231,7 +229,5 @@ def run_demo(*, host: str, port: int) -> None:
     try:
         asyncio.run(main())
     finally:
-        for proc in simulators:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        for simulator in simulators:
+            simulator.stop()

@@ -55,3 +55,26 @@ from parley.models.outbox_job import (
 )
 
 __all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]
+
+# Routing (issue 7): queues, members, entry rules, capacity and queue entries.
+from parley.models.routing import (
+    EntryRule,
+    EntryStatus,
+    QueueEntry,
+    QueueMember,
+    RoleCapacity,
+    RoutingAgent,
+    RoutingQueue,
+    Strategy,
+)
+
+__all__ += [
+    "EntryRule",
+    "EntryStatus",
+    "QueueEntry",
+    "QueueMember",
+    "RoleCapacity",
+    "RoutingAgent",
+    "RoutingQueue",
+    "Strategy",
+]

@@ -57,7 +57,7 @@ from parley.models.outbox_job import (
 __all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]
 
 # Routing (issue 7): queues, members, entry rules, capacity and queue entries.
-from parley.models.routing import (
+from parley.models.routing import (  # noqa: E402
     EntryRule,
     EntryStatus,
     QueueEntry,

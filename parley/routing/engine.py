@@ -1,0 +1,311 @@
+"""The assignment engine: one pass hands waiting conversations to free agents, atomically across nodes.
+
+Why it is safe with several nodes dispatching at once (PostgreSQL):
+
+* each agent's ``routing_agents`` row is locked (``FOR UPDATE SKIP LOCKED``) before
+  their load is counted, and stays locked until the transaction ends, so no two
+  transactions can both fill the same agent's last free slot; an agent locked by
+  another node is simply left to that node in this pass;
+* waiting entries are claimed the same way, so two nodes never pick the same one;
+* the conversation itself is assigned with a conditional UPDATE (``assignee_id IS
+  NULL``), so an agent accepting it by hand at the same moment wins cleanly.
+
+On SQLite the single writer serializes passes and the locking clauses are not emitted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.context import Context
+from parley.kit.types import utcnow
+from parley.models import (
+    Contact,
+    Conversation,
+    ConversationStatus,
+    EntryStatus,
+    QueueEntry,
+    QueueMember,
+    RoleCapacity,
+    RoutingAgent,
+    RoutingQueue,
+    User,
+)
+from parley.routing.strategies import Agent, Membership, choose
+
+# When neither the agent nor their role says otherwise.
+DEFAULT_CAPACITY = 5
+# Statuses that occupy one of the agent's slots; snoozed and resolved ones do not.
+BUSY_STATUSES = (ConversationStatus.open.value, ConversationStatus.pending.value)
+PASS_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class Decision:
+    entry_id: uuid.UUID
+    queue_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    waited_s: float
+    last_agent: bool
+
+
+async def capacities(
+    session: AsyncSession, users: list[tuple[uuid.UUID, uuid.UUID, int | None]]
+) -> dict[uuid.UUID, int]:
+    """Each agent's capacity: their own, else their role's, else the default. ``users``: (id, role, own)."""
+    role_caps = dict((await session.execute(select(RoleCapacity.role_id, RoleCapacity.capacity))).all())
+    return {
+        user_id: own if own is not None else role_caps.get(role_id, DEFAULT_CAPACITY)
+        for user_id, role_id, own in users
+    }
+
+
+async def loads(session: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not user_ids:
+        return {}
+    rows = await session.execute(
+        select(Conversation.assignee_id, func.count())
+        .where(Conversation.assignee_id.in_(user_ids), Conversation.status.in_(BUSY_STATUSES))
+        .group_by(Conversation.assignee_id)
+    )
+    return {user_id: int(count) for user_id, count in rows.all() if user_id is not None}
+
+
+async def _last_agents(
+    session: AsyncSession, contact_ids: list[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The agent who most recently served each contact, if that was after ``since``."""
+    served = func.coalesce(Conversation.resolved_at, Conversation.last_outbound_at, Conversation.updated_at)
+    rows = await session.execute(
+        select(Conversation.contact_id, Conversation.assignee_id, served)
+        .where(
+            Conversation.contact_id.in_(contact_ids), Conversation.assignee_id.is_not(None), served >= since
+        )
+        .order_by(served)
+    )
+    latest: dict[uuid.UUID, uuid.UUID] = {}
+    for contact_id, assignee_id, _at in rows.all():
+        if assignee_id is not None:
+            latest[contact_id] = assignee_id  # ordered by time: the last one wins
+    return latest
+
+
+async def dispatch(
+    session: AsyncSession,
+    ctx: Context | None,
+    *,
+    queue_ids: list[uuid.UUID] | None = None,
+    now: datetime | None = None,
+    limit: int = PASS_LIMIT,
+) -> list[Decision]:
+    """Assigns as many waiting conversations as free agents allow, in the caller's write transaction."""
+    now = now or utcnow()
+    waiting_q = select(QueueEntry.queue_id).where(QueueEntry.status == EntryStatus.waiting).distinct()
+    if queue_ids is not None:
+        if not queue_ids:
+            return []
+        waiting_q = waiting_q.where(QueueEntry.queue_id.in_(queue_ids))
+    active_ids = list((await session.scalars(waiting_q)).all())
+    if not active_ids:
+        return []
+    queues = {
+        q.id: q
+        for q in (
+            await session.scalars(
+                select(RoutingQueue).where(RoutingQueue.id.in_(active_ids), RoutingQueue.is_active.is_(True))
+            )
+        ).all()
+    }
+    if not queues:
+        return []
+    online = select(User.id).where(User.is_active.is_(True), User.presence == "online")
+    candidate_ids = list(
+        (
+            await session.scalars(
+                select(QueueMember.user_id)
+                .where(QueueMember.queue_id.in_(list(queues)), QueueMember.user_id.in_(online))
+                .distinct()
+            )
+        ).all()
+    )
+    if not candidate_ids:
+        return []
+    locked = (
+        await session.execute(
+            select(RoutingAgent, User.name, User.role_id, User.presence_changed_at)
+            .join(User, User.id == RoutingAgent.user_id)
+            .where(RoutingAgent.user_id.in_(candidate_ids), User.presence == "online")
+            .order_by(RoutingAgent.user_id)
+            .with_for_update(skip_locked=True, of=RoutingAgent)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    if not locked:
+        return []
+    user_ids = [row[0].user_id for row in locked]
+    caps = await capacities(session, [(row[0].user_id, row[2], row[0].capacity) for row in locked])
+    current = await loads(session, user_ids)
+    agents = {
+        row[0].user_id: Agent(
+            user_id=row[0].user_id,
+            name=row[1],
+            capacity=caps[row[0].user_id],
+            load=current.get(row[0].user_id, 0),
+            last_assigned_at=row[0].last_assigned_at,
+            online_since=row[3],
+        )
+        for row in locked
+    }
+    agent_rows = {row[0].user_id: row[0] for row in locked}
+    if not any(a.free for a in agents.values()):
+        return []
+    member_rows = (
+        await session.scalars(
+            select(QueueMember)
+            .where(QueueMember.queue_id.in_(list(queues)), QueueMember.user_id.in_(user_ids))
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    members: dict[uuid.UUID, list[Membership]] = defaultdict(list)
+    member_of: dict[tuple[uuid.UUID, uuid.UUID], tuple[Membership, QueueMember]] = {}
+    for row in member_rows:
+        membership = Membership(
+            agent=agents[row.user_id],
+            skill_level=row.skill_level,
+            weight=row.weight,
+            assigned_count=row.assigned_count,
+            last_assigned_at=row.last_assigned_at,
+        )
+        members[row.queue_id].append(membership)
+        member_of[(row.queue_id, row.user_id)] = (membership, row)
+
+    entries: list[QueueEntry] = []
+    for queue_id in queues:
+        free = sum(max(0, m.agent.capacity - m.agent.load) for m in members.get(queue_id, []))
+        if not free:
+            continue
+        entries.extend(
+            (
+                await session.scalars(
+                    select(QueueEntry)
+                    .where(QueueEntry.queue_id == queue_id, QueueEntry.status == EntryStatus.waiting)
+                    .order_by(
+                        QueueEntry.priority.desc(),
+                        QueueEntry.waiting_since,
+                        QueueEntry.entered_at,
+                        QueueEntry.id,
+                    )
+                    .limit(min(free, limit))
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+        )
+    if not entries:
+        return []
+    # Across queues too, VIPs first and then whoever has waited longest.
+    entries.sort(key=lambda e: (-e.priority, e.waiting_since, e.entered_at, str(e.id)))
+
+    last_agent: dict[uuid.UUID, uuid.UUID] = {}
+    windows = [
+        queues[e.queue_id].last_agent_window_s for e in entries if queues[e.queue_id].last_agent_window_s
+    ]
+    if windows:
+        last_agent = await _last_agents(
+            session, list({e.contact_id for e in entries}), now - timedelta(seconds=max(windows))
+        )
+
+    decisions: list[Decision] = []
+    for entry in entries[:limit]:
+        queue = queues[entry.queue_id]
+        chosen: Membership | None = None
+        by_last_agent = False
+        if queue.last_agent_window_s and entry.contact_id in last_agent:
+            pair = member_of.get((queue.id, last_agent[entry.contact_id]))
+            if pair is not None and pair[0].agent.free:
+                chosen, by_last_agent = pair[0], True
+        if chosen is None:
+            chosen = choose(queue.strategy, members.get(queue.id, []))
+        if chosen is None:
+            continue
+        values: dict[str, Any] = {
+            "assignee_id": chosen.agent.user_id,
+            "status": ConversationStatus.open.value,
+            "snoozed_until": None,
+            "updated_at": now,
+        }
+        if queue.team_id is not None:
+            values["team_id"] = queue.team_id
+        result = await session.execute(
+            update(Conversation)
+            .where(Conversation.id == entry.conversation_id, Conversation.assignee_id.is_(None))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        entry.left_at = now
+        if not result.rowcount:  # type: ignore[attr-defined]
+            # Someone took it by hand between our read and now: it no longer waits.
+            entry.status = EntryStatus.abandoned
+            entry.reason = "taken"
+            continue
+        agent = chosen.agent
+        agent.load += 1
+        agent.last_assigned_at = now
+        chosen.assigned_count += 1
+        chosen.last_assigned_at = now
+        membership_row = member_of[(queue.id, agent.user_id)][1]
+        membership_row.assigned_count = chosen.assigned_count
+        membership_row.last_assigned_at = now
+        agent_rows[agent.user_id].last_assigned_at = now
+        entry.status = EntryStatus.assigned
+        entry.assigned_to_id = agent.user_id
+        entry.next_notice_at = None
+        decisions.append(
+            Decision(
+                entry_id=entry.id,
+                queue_id=queue.id,
+                conversation_id=entry.conversation_id,
+                user_id=agent.user_id,
+                waited_s=(now - entry.waiting_since).total_seconds(),
+                last_agent=by_last_agent,
+            )
+        )
+    await session.flush()
+    if decisions and ctx is not None:
+        await _announce(session, ctx, decisions)
+    return decisions
+
+
+async def _announce(session: AsyncSession, ctx: Context, decisions: list[Decision]) -> None:
+    from parley.conversations.pipeline import publish_conversation_updated
+    from parley.realtime.service import publish_on_commit
+
+    if "realtime.bus" not in ctx.extras:
+        return
+    rows = (
+        await session.execute(
+            select(Conversation, Contact)
+            .join(Contact, Contact.id == Conversation.contact_id)
+            .where(Conversation.id.in_([d.conversation_id for d in decisions]))
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    for conversation, contact in rows:
+        publish_conversation_updated(session, ctx, conversation, contact)
+    publish_on_commit(
+        session,
+        ctx,
+        {
+            "type": "routing.updated",
+            "queue_ids": sorted({str(d.queue_id) for d in decisions}),
+            "audience": {"permission": "operations.read"},
+        },
+    )

@@ -294,7 +294,8 @@ async def send_text(
         return None
     window = await conversations.window(session, conversation, account)
     try:
-        check_reply_allowed(window, OutboundType.text)
+        if not _fresh_interaction(session, conversation.id):
+            check_reply_allowed(window, OutboundType.text)
         peer_id = await conversations._peer_id(session, conversation, account)
     except (ChannelWindowClosedError, UnprocessableEntity) as exc:
         log.info("routing.notice_skipped", conversation_id=str(conversation.id), reason=str(exc))
@@ -320,6 +321,17 @@ async def send_text(
             },
         )
     return message
+
+
+_INTERACTION = "routing.interaction"
+# WeChat lets an account answer a menu click, a follow or a QR scan with a few messages within a minute
+# (PROTOCOLS.md 1.7.3), even when the customer has never written: enough for the queue notice.
+INTERACTION_GRACE = timedelta(seconds=60)
+
+
+def _fresh_interaction(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
+    at: datetime | None = session.info.get(_INTERACTION, {}).get(conversation_id)
+    return at is not None and at >= utcnow() - INTERACTION_GRACE
 
 
 def _changed(session: AsyncSession, ctx: Context | None, *queue_ids: uuid.UUID) -> None:
@@ -501,6 +513,7 @@ async def route_inbound(
         if conversation.assignee_id is not None or await is_waiting(session, conversation.id):
             return None
         conversation.last_message_at = conversation.last_message_at or event.occurred_at
+        session.info.setdefault(_INTERACTION, {})[conversation.id] = event.occurred_at
         await session.flush()
         if ctx is not None:
             publish_conversation_updated(session, ctx, conversation, contact)

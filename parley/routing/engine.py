@@ -2,11 +2,14 @@
 
 Why it is safe with several nodes dispatching at once (PostgreSQL):
 
-* each agent's ``routing_agents`` row is locked (``FOR UPDATE SKIP LOCKED``) before
-  their load is counted, and stays locked until the transaction ends, so no two
-  transactions can both fill the same agent's last free slot; an agent locked by
-  another node is simply left to that node in this pass;
-* waiting entries are claimed the same way, so two nodes never pick the same one;
+* the ``routing_agents`` rows of the queues' online members are locked (``FOR UPDATE``,
+  in id order so that passes never deadlock each other) before loads are counted and
+  waiting entries read, and stay locked until the transaction ends: no two transactions
+  can fill the same agent's last free slot, and a pass that queued a conversation or
+  freed a slot, once it has the locks, sees everything earlier passes committed, so a
+  conversation never waits while an agent sits free;
+* waiting entries are claimed with ``FOR UPDATE SKIP LOCKED``, so an entry being moved
+  by a transfer at that moment is left alone;
 * the conversation itself is assigned with a conditional UPDATE (``assignee_id IS
   NULL``), so an agent accepting it by hand at the same moment wins cleanly.
 
@@ -108,43 +111,29 @@ async def dispatch(
 ) -> list[Decision]:
     """Assigns as many waiting conversations as free agents allow, in the caller's write transaction."""
     now = now or utcnow()
-    waiting_q = select(QueueEntry.queue_id).where(QueueEntry.status == EntryStatus.waiting).distinct()
+    queue_q = select(RoutingQueue).where(RoutingQueue.is_active.is_(True))
     if queue_ids is not None:
         if not queue_ids:
             return []
-        waiting_q = waiting_q.where(QueueEntry.queue_id.in_(queue_ids))
-    active_ids = list((await session.scalars(waiting_q)).all())
-    if not active_ids:
-        return []
-    queues = {
-        q.id: q
-        for q in (
-            await session.scalars(
-                select(RoutingQueue).where(RoutingQueue.id.in_(active_ids), RoutingQueue.is_active.is_(True))
-            )
-        ).all()
-    }
+        queue_q = queue_q.where(RoutingQueue.id.in_(queue_ids))
+    queues = {q.id: q for q in (await session.scalars(queue_q)).all()}
     if not queues:
         return []
+    # Agents are locked before the waiting entries are read: whoever queued a conversation or
+    # freed a slot and then got the lock sees every earlier pass's outcome, so no wake-up is lost.
     online = select(User.id).where(User.is_active.is_(True), User.presence == "online")
-    candidate_ids = list(
-        (
-            await session.scalars(
-                select(QueueMember.user_id)
-                .where(QueueMember.queue_id.in_(list(queues)), QueueMember.user_id.in_(online))
-                .distinct()
-            )
-        ).all()
+    candidate_ids = (
+        select(QueueMember.user_id)
+        .where(QueueMember.queue_id.in_(list(queues)), QueueMember.user_id.in_(online))
+        .distinct()
     )
-    if not candidate_ids:
-        return []
     locked = (
         await session.execute(
             select(RoutingAgent, User.name, User.role_id, User.presence_changed_at)
             .join(User, User.id == RoutingAgent.user_id)
             .where(RoutingAgent.user_id.in_(candidate_ids), User.presence == "online")
             .order_by(RoutingAgent.user_id)
-            .with_for_update(skip_locked=True, of=RoutingAgent)
+            .with_for_update(of=RoutingAgent)
             .execution_options(populate_existing=True)
         )
     ).all()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.context import Context
@@ -48,6 +48,7 @@ DEFAULT_CAPACITY = 5
 # Statuses that occupy one of the agent's slots; snoozed and resolved ones do not.
 BUSY_STATUSES = (ConversationStatus.open.value, ConversationStatus.pending.value)
 PASS_LIMIT = 5000
+UPDATE_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ async def dispatch(
             session, list({e.contact_id for e in entries}), now - timedelta(seconds=max(windows))
         )
 
-    decisions: list[Decision] = []
+    planned: list[tuple[QueueEntry, Membership, RoutingQueue, bool]] = []
     for entry in entries[:limit]:
         queue = queues[entry.queue_id]
         chosen: Membership | None = None
@@ -225,35 +226,46 @@ async def dispatch(
             chosen = choose(queue.strategy, members.get(queue.id, []))
         if chosen is None:
             continue
+        _count(chosen, now, +1)
+        planned.append((entry, chosen, queue, by_last_agent))
+
+    assigned: set[uuid.UUID] = set()
+    for start in range(0, len(planned), UPDATE_CHUNK):
+        chunk = planned[start : start + UPDATE_CHUNK]
+        assignees = {e.conversation_id: m.agent.user_id for e, m, _q, _l in chunk}
+        teams = {e.conversation_id: q.team_id for e, _m, q, _l in chunk if q.team_id is not None}
         values: dict[str, Any] = {
-            "assignee_id": chosen.agent.user_id,
+            "assignee_id": case(assignees, value=Conversation.id),
             "status": ConversationStatus.open.value,
             "snoozed_until": None,
             "updated_at": now,
         }
-        if queue.team_id is not None:
-            values["team_id"] = queue.team_id
+        if teams:
+            values["team_id"] = case(teams, value=Conversation.id, else_=Conversation.team_id)
+        # One statement per chunk; the condition makes an agent's manual accept at the same moment win.
         result = await session.execute(
             update(Conversation)
-            .where(Conversation.id == entry.conversation_id, Conversation.assignee_id.is_(None))
+            .where(Conversation.id.in_(list(assignees)), Conversation.assignee_id.is_(None))
             .values(**values)
+            .returning(Conversation.id)
             .execution_options(synchronize_session=False)
         )
+        assigned.update(result.scalars().all())
+
+    decisions: list[Decision] = []
+    for entry, chosen, queue, by_last_agent in planned:
         entry.left_at = now
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if entry.conversation_id not in assigned:
             # Someone took it by hand between our read and now: it no longer waits.
+            _count(chosen, now, -1)
             entry.status = EntryStatus.abandoned
             entry.reason = "taken"
             continue
         agent = chosen.agent
-        agent.load += 1
-        agent.last_assigned_at = now
-        chosen.assigned_count += 1
-        chosen.last_assigned_at = now
         membership_row = member_of[(queue.id, agent.user_id)][1]
         membership_row.assigned_count = chosen.assigned_count
-        membership_row.last_assigned_at = now
-        agent_rows[agent.user_id].last_assigned_at = now
+        membership_row.last_assigned_at = chosen.last_assigned_at
+        agent_rows[agent.user_id].last_assigned_at = agent.last_assigned_at
         entry.status = EntryStatus.assigned
         entry.assigned_to_id = agent.user_id
         entry.next_notice_at = None
@@ -271,6 +283,14 @@ async def dispatch(
     if decisions and ctx is not None:
         await _announce(session, ctx, decisions)
     return decisions
+
+
+def _count(member: Membership, now: datetime, step: int) -> None:
+    member.agent.load += step
+    member.assigned_count += step
+    if step > 0:
+        member.agent.last_assigned_at = now
+        member.last_assigned_at = now
 
 
 async def _announce(session: AsyncSession, ctx: Context, decisions: list[Decision]) -> None:

@@ -518,3 +518,124 @@ async def route_inbound(
         if ctx is not None:
             publish_conversation_updated(session, ctx, conversation, contact)
     return await enqueue(session, ctx, conversation_id=conversation.id, queue_id=rule.queue_id, reason="rule")
+
+
+# --- transfers and supervisor take-over -------------------------------------------------------
+
+
+async def transfer(
+    session: AsyncSession,
+    ctx: Context | None,
+    *,
+    actor: Any,
+    conversation_id: uuid.UUID,
+    queue_id: uuid.UUID | None,
+    user_id: uuid.UUID | None,
+    note: str | None,
+) -> Conversation:
+    """Moves a conversation to another queue or agent, with a note for whoever picks it up.
+
+    Agents move their own (or unassigned) conversations; moving someone else's, and
+    handing an agent more than their capacity, is for supervisors (``operations.write``).
+    """
+    from parley.auth.permissions import Permission
+    from parley.auth.service import audit
+    from parley.conversations.pipeline import publish_conversation_updated
+    from parley.exceptions import Conflict, Forbidden
+    from parley.models import RoutingAgent, User
+    from parley.routing.engine import capacities, loads
+
+    if (queue_id is None) == (user_id is None):
+        raise UnprocessableEntity("Transfer to either a queue or an agent")
+    conversation = await session.get(Conversation, conversation_id, populate_existing=True)
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    if conversation.status == ConversationStatus.resolved:
+        raise UnprocessableEntity("Reopen the conversation before transferring it")
+    supervisor = actor.can(Permission.operations_write)
+    previous = conversation.assignee_id
+    if previous not in (None, actor.user.id) and not supervisor:
+        raise Forbidden("Only supervisors move other agents' conversations")
+    if queue_id is not None:
+        await enqueue(
+            session,
+            ctx,
+            conversation_id=conversation.id,
+            queue_id=queue_id,
+            note=note,
+            actor_id=actor.user.id,
+            reason="transfer",
+        )
+    else:
+        assert user_id is not None  # noqa: S101  (checked above)
+        target = await session.get(User, user_id)
+        if target is None or not target.is_active:
+            raise UnprocessableEntity("Unknown or deactivated agent")
+        if target.id == previous:
+            raise UnprocessableEntity("The conversation is already with this agent")
+        # Lock the agent as the engine does, so a transfer and an assignment cannot both take the last slot.
+        if await session.get(RoutingAgent, target.id) is None:
+            session.add(RoutingAgent(user_id=target.id))
+            await session.flush()
+        own = await session.scalar(
+            select(RoutingAgent.capacity).where(RoutingAgent.user_id == target.id).with_for_update()
+        )
+        capacity = (await capacities(session, [(target.id, target.role_id, own)]))[target.id]
+        load = (await loads(session, [target.id])).get(target.id, 0)
+        if load >= capacity and not supervisor:
+            raise Conflict(f"{target.name} already has {load} conversations, their limit")
+        entry = await session.scalar(
+            select(QueueEntry)
+            .where(QueueEntry.conversation_id == conversation.id, QueueEntry.status == EntryStatus.waiting)
+            .with_for_update()
+        )
+        if entry is not None:
+            entry.status = EntryStatus.assigned
+            entry.assigned_to_id = target.id
+            entry.left_at = utcnow()
+            entry.reason = "transfer"
+            _changed(session, ctx, entry.queue_id)
+        conversation.assignee_id = target.id
+        if conversation.status == ConversationStatus.snoozed:
+            conversation.status = ConversationStatus.open
+            conversation.snoozed_until = None
+        if note:
+            session.add(
+                Message(
+                    account_id=conversation.account_id,
+                    conversation_id=conversation.id,
+                    contact_id=conversation.contact_id,
+                    direction=Direction.outbound,
+                    kind="note",
+                    type="text",
+                    peer_id="",
+                    text=note,
+                    content={"text": note, "transfer_to_agent": str(target.id)},
+                    status=MessageStatus.sent,
+                    priority=Priority.agent_reply,
+                    idempotency_key=uuid.uuid4().hex,
+                    author_id=actor.user.id,
+                    created_at=utcnow(),
+                )
+            )
+        await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="conversation.transfer",
+        target_type="conversation",
+        target_id=conversation.id,
+        changes={
+            "from_agent": str(previous) if previous else None,
+            "to_queue": str(queue_id) if queue_id else None,
+            "to_agent": str(user_id) if user_id else None,
+            "note": note or "",
+        },
+    )
+    await session.refresh(conversation)
+    if ctx is not None:
+        contact = await session.get(Contact, conversation.contact_id)
+        publish_conversation_updated(session, ctx, conversation, contact)
+    if previous is not None and previous != conversation.assignee_id:
+        await on_agent_available(session, ctx, previous)
+    return conversation

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Uuid, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.context import Context
@@ -232,8 +232,11 @@ async def dispatch(
     assigned: set[uuid.UUID] = set()
     for start in range(0, len(planned), UPDATE_CHUNK):
         chunk = planned[start : start + UPDATE_CHUNK]
-        assignees = {e.conversation_id: m.agent.user_id for e, m, _q, _l in chunk}
-        teams = {e.conversation_id: q.team_id for e, _m, q, _l in chunk if q.team_id is not None}
+        # Typed binds: PostgreSQL will not turn a CASE of untyped parameters into a uuid.
+        assignees = {e.conversation_id: literal(m.agent.user_id, Uuid()) for e, m, _q, _l in chunk}
+        teams = {
+            e.conversation_id: literal(q.team_id, Uuid()) for e, _m, q, _l in chunk if q.team_id is not None
+        }
         values: dict[str, Any] = {
             "assignee_id": case(assignees, value=Conversation.id),
             "status": ConversationStatus.open.value,

@@ -17,7 +17,10 @@ from parley.routing.schemas import MemberWrite, QueueWrite, RuleWrite
 from tests.conversations.test_pipeline import Recorder, deliver
 from tests.fixtures.factories import create_channel_account, create_user
 
-T0 = utcnow() - timedelta(seconds=30)
+
+def _at(n: int):
+    # Recent, on the real clock: the reply window and WeChat's one-minute grace after a menu click use it.
+    return utcnow() - timedelta(seconds=30) + timedelta(milliseconds=n)
 
 
 def message(openid: str, body: str, n: int) -> InboundEvent:
@@ -28,7 +31,7 @@ def message(openid: str, body: str, n: int) -> InboundEvent:
         platform_message_id=f"{openid}-{n}",
         account_external_id="wx-1",
         sender=Sender(id=openid),
-        occurred_at=T0 + timedelta(seconds=n),
+        occurred_at=_at(n),
         text=body,
     )
 
@@ -40,7 +43,7 @@ def event(openid: str, type_: str, data: dict, n: int) -> InboundEvent:
         dedupe_key=f"ev:{openid}:{n}",
         account_external_id="wx-1",
         sender=Sender(id=openid),
-        occurred_at=T0 + timedelta(seconds=n),
+        occurred_at=_at(n),
         data=data,
     )
 

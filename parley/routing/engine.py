@@ -107,10 +107,16 @@ async def dispatch(
     ctx: Context | None,
     *,
     queue_ids: list[uuid.UUID] | None = None,
+    user_ids: list[uuid.UUID] | None = None,
     now: datetime | None = None,
     limit: int = PASS_LIMIT,
 ) -> list[Decision]:
-    """Assigns as many waiting conversations as free agents allow, in the caller's write transaction."""
+    """Assigns as many waiting conversations as free agents allow, in the caller's write transaction.
+
+    ``user_ids`` restricts the pass to those agents: when only their capacity changed (a conversation
+    of theirs ended, they came online), nobody else can have become able to take a waiting customer,
+    since every earlier change ran its own pass, so locking the others would only make passes queue.
+    """
     now = now or utcnow()
     queue_q = select(RoutingQueue).where(RoutingQueue.is_active.is_(True))
     if queue_ids is not None:
@@ -128,6 +134,8 @@ async def dispatch(
         .where(QueueMember.queue_id.in_(list(queues)), QueueMember.user_id.in_(online))
         .distinct()
     )
+    if user_ids is not None:
+        candidate_ids = candidate_ids.where(QueueMember.user_id.in_(user_ids))
     locked = (
         await session.execute(
             select(RoutingAgent, User.name, User.role_id, User.presence_changed_at)

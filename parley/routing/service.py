@@ -363,7 +363,7 @@ async def on_agent_available(
     queue_ids = await agent_queue_ids(session, user_id)
     if not queue_ids:
         return []
-    return await dispatch(session, ctx, queue_ids=queue_ids, now=now)
+    return await dispatch(session, ctx, queue_ids=queue_ids, user_ids=[user_id], now=now)
 
 
 async def on_conversation_closed(

@@ -77,6 +77,8 @@ async def test_two_nodes_never_double_assign_nor_overfill(session, database_url)
     random.Random(7).shuffle(todo)
     stats = {"retries": 0, "max_load": 0, "resolved": 0}
     done = asyncio.Event()
+    # Agents start resolving once everyone is full, so the run shows capacity (not a lack of work) as the limit.
+    saturated = asyncio.Event()
 
     async def arrivals(maker, ids):
         for conversation_id in ids:
@@ -88,6 +90,7 @@ async def test_two_nodes_never_double_assign_nor_overfill(session, database_url)
 
     async def resolver(maker, seed):
         rng = random.Random(seed)
+        await saturated.wait()
         while not done.is_set():
             async with session_scope(maker, write=False) as s:
                 busy = (
@@ -118,6 +121,12 @@ async def test_two_nodes_never_double_assign_nor_overfill(session, database_url)
     async def watcher(maker):
         while not done.is_set():
             async with session_scope(maker, write=False) as s:
+                # Counted before the loads: once all slots were filled, the loads read next show it.
+                assigned = await s.scalar(
+                    select(func.count())
+                    .select_from(QueueEntry)
+                    .where(QueueEntry.status == EntryStatus.assigned)
+                )
                 top = await s.scalar(
                     select(func.count())
                     .select_from(Conversation)
@@ -126,12 +135,9 @@ async def test_two_nodes_never_double_assign_nor_overfill(session, database_url)
                     .order_by(func.count().desc())
                     .limit(1)
                 )
-                assigned = await s.scalar(
-                    select(func.count())
-                    .select_from(QueueEntry)
-                    .where(QueueEntry.status == EntryStatus.assigned)
-                )
             stats["max_load"] = max(stats["max_load"], int(top or 0))
+            if assigned >= AGENTS * CAPACITY:
+                saturated.set()
             if assigned == CONVERSATIONS:
                 done.set()
             await asyncio.sleep(0.01)
@@ -145,6 +151,7 @@ async def test_two_nodes_never_double_assign_nor_overfill(session, database_url)
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=600)
     finally:
+        saturated.set()
         done.set()
         for maker in nodes:
             await maker.kw["bind"].dispose()

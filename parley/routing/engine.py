@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import Uuid, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from parley.context import Context
 from parley.kit.types import utcnow
@@ -262,6 +264,16 @@ async def dispatch(
             .execution_options(synchronize_session=False)
         )
         assigned.update(result.scalars().all())
+    # Conversations this session already holds (the pipeline's, a transfer's) must not keep a stale assignee,
+    # or a second event in the same transaction would route them again.
+    for entry, chosen, queue, _l in planned:
+        held = session.identity_map.get(identity_key(Conversation, entry.conversation_id))
+        if held is not None and entry.conversation_id in assigned:
+            set_committed_value(held, "assignee_id", chosen.agent.user_id)
+            set_committed_value(held, "status", ConversationStatus.open.value)
+            set_committed_value(held, "snoozed_until", None)
+            if queue.team_id is not None:
+                set_committed_value(held, "team_id", queue.team_id)
 
     decisions: list[Decision] = []
     for entry, chosen, queue, by_last_agent in planned:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import ChannelWindowClosedError, OutboundMessage, OutboundType
 from parley.context import Context
-from parley.exceptions import NotFound, UnprocessableEntity
+from parley.exceptions import Conflict, NotFound, UnprocessableEntity
 from parley.kit.types import utcnow
 from parley.models import (
     ChannelAccount,
@@ -136,6 +136,9 @@ async def enqueue(
             )
         )
     if queue.max_length is not None and await waiting_count(session, queue.id) >= queue.max_length:
+        if reason == "transfer" and queue.overflow_queue_id is None:
+            # A person moving it hears so, and keeps the conversation, rather than the customer being turned away.
+            raise Conflict(f"The queue {queue.name} is full")
         if queue.overflow_queue_id is not None and hops < MAX_HOPS:
             await session.flush()
             return await enqueue(
@@ -541,7 +544,7 @@ async def transfer(
     from parley.auth.permissions import Permission
     from parley.auth.service import audit
     from parley.conversations.pipeline import publish_conversation_updated
-    from parley.exceptions import Conflict, Forbidden
+    from parley.exceptions import Forbidden
     from parley.models import RoutingAgent, User
     from parley.routing.engine import capacities, loads
 

@@ -188,3 +188,17 @@ async def test_bad_rules_are_refused(session):
         await admin.create_rule(session, RuleWrite(name="x", queue_id=uuid.uuid4()))
     with pytest.raises(UnprocessableEntity, match="every rule"):
         await admin.order_rules(session, ids[:2])
+
+
+async def test_two_messages_in_one_webhook_route_the_customer_once(session):
+    recorder = Recorder()
+    account, queues, _ids = await setup(session)
+    agent = await create_user(session, email="ann@example.com", name="Ann")
+    agent.presence = "online"
+    await session.commit()
+    await admin.set_member(session, None, queues["Billing"], MemberWrite(user_id=agent.id))
+    await session.commit()
+    await deliver(session, recorder, account, [message("o-1", "refund", 1), message("o-1", "refund now", 2)])
+    entries = (await session.scalars(select(QueueEntry))).all()
+    assert [(e.status, e.assigned_to_id) for e in entries] == [(EntryStatus.assigned, agent.id)]
+    assert (await session.scalar(select(Conversation))).assignee_id == agent.id

@@ -12,6 +12,8 @@ from parley.delivery.endpoints import pages as delivery_pages
 from parley.delivery.endpoints import router as delivery_router
 from parley.ops.endpoints import router as ops_router
 from parley.realtime.endpoints import router as realtime_router
+from parley.routing.endpoints import router as routing_router
+from parley.routing.pages import router as routing_pages
 from parley.web.endpoints import router as web_router
 
 router = APIRouter()
@@ -26,3 +28,5 @@ router.include_router(channel_pages)
 router.include_router(inbox_settings_pages)
 router.include_router(delivery_router)
 router.include_router(delivery_pages)
+router.include_router(routing_router)
+router.include_router(routing_pages)

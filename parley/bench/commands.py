@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from parley.bench import inbound, outbound
+from parley.bench import routing as routing_bench
 
-__all__ = ["inbound", "outbound"]
+__all__ = ["inbound", "outbound", "routing_bench"]

@@ -45,6 +45,7 @@ async def process_rows(
             row.error = f"{type(exc).__name__}: {exc}"[:2000]
             row.status = "failed" if final else "pending"
             continue
+        await _route(session, ctx, account=account, row=row, outcome=outcome)
         for event in outcome.events:
             publish_on_commit(session, ctx, event)
         outcomes.append(outcome)
@@ -87,3 +88,18 @@ async def sweep(session: AsyncSession, ctx: Context) -> int:
         if account is not None:
             await process_rows(session, ctx, account=account, rows=[row], final=True)
     return len(rows)
+
+
+async def _route(
+    session: AsyncSession, ctx: Context, *, account: ChannelAccount, row: InboundEventRow, outcome: Outcome
+) -> None:
+    """Routing's entry rules (issue 7); a routing failure leaves the message in the inbox, unrouted."""
+    from parley.channels.base import InboundEvent
+    from parley.routing.service import route_inbound
+
+    try:
+        async with session.begin_nested():
+            event = InboundEvent.model_validate(row.normalized)
+            await route_inbound(session, ctx, account=account, event=event, outcome=outcome)
+    except Exception:
+        log.exception("inbound.routing_failed", inbound_event_id=row.id)

@@ -256,6 +256,9 @@ class ConversationService:
             raise Conflict("Someone else has already taken this conversation")
         await session.refresh(conversation)
         publish_conversation_updated(session, ctx, conversation, contact)
+        from parley.routing.service import on_conversation_taken
+
+        await on_conversation_taken(session, ctx, conversation.id, actor.user.id)
         return conversation
 
     async def assign(
@@ -281,6 +284,10 @@ class ConversationService:
         if moving_someone_else and not actor.can(Permission.operations_write):
             raise Forbidden("Only supervisors reassign other agents' conversations")
         before = (conversation.assignee_id, conversation.team_id)
+        if data.assignee_id is not None and data.assignee_id != conversation.assignee_id:
+            from parley.routing.service import on_conversation_taken
+
+            await on_conversation_taken(session, ctx, conversation.id, data.assignee_id)
         conversation.assignee_id = data.assignee_id
         conversation.team_id = data.team_id if data.team_id is not None else conversation.team_id
         if before != (conversation.assignee_id, conversation.team_id):
@@ -296,6 +303,11 @@ class ConversationService:
                 },
             )
             publish_conversation_updated(session, ctx, conversation, contact)
+            if before[0] is not None and before[0] != conversation.assignee_id:
+                from parley.routing.service import on_agent_available
+
+                await session.flush()
+                await on_agent_available(session, ctx, before[0])
         return conversation
 
     async def set_status(
@@ -335,6 +347,12 @@ class ConversationService:
         conversation.status = data.status
         await session.flush()
         publish_conversation_updated(session, ctx, conversation, contact)
+        if data.status in (ConversationStatus.resolved, ConversationStatus.snoozed):
+            from parley.routing.service import on_conversation_closed
+
+            await on_conversation_closed(
+                session, ctx, conversation, previous_assignee=conversation.assignee_id
+            )
         return conversation
 
     async def _ensure_no_other_active(self, session: AsyncSession, conversation: Conversation) -> None:
@@ -508,6 +526,11 @@ async def set_presence(session: AsyncSession, ctx: Context, *, actor: Principal,
             ctx,
             {"type": "agent.presence", "user_id": str(user.id), "presence": presence, "audience": AUDIENCE},
         )
+        if presence == "online":
+            from parley.routing.service import on_agent_available
+
+            await session.flush()
+            await on_agent_available(session, ctx, user.id)
 
 
 __all__ = ["conversation", "set_presence"]

@@ -70,3 +70,26 @@ from parley.models.outbox_job import (
 )
 
 __all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]
+
+# Routing (issue 7): queues, members, entry rules, capacity and queue entries.
+from parley.models.routing import (  # noqa: E402
+    EntryRule,
+    EntryStatus,
+    QueueEntry,
+    QueueMember,
+    RoleCapacity,
+    RoutingAgent,
+    RoutingQueue,
+    Strategy,
+)
+
+__all__ += [
+    "EntryRule",
+    "EntryStatus",
+    "QueueEntry",
+    "QueueMember",
+    "RoleCapacity",
+    "RoutingAgent",
+    "RoutingQueue",
+    "Strategy",
+]

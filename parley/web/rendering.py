@@ -24,6 +24,7 @@ NAV = [
     ("nav.service", "/service", "service.read"),
     ("nav.reports", "/reports", "reports.read"),
     ("nav.operations", "/operations", "operations.read"),
+    ("nav.routing", "/routing", "operations.read"),
     ("nav.settings", "/settings", None),
 ]
 

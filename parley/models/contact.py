@@ -18,6 +18,12 @@ class Contact(TimestampMixin, UUIDModel):
     __table_args__ = (
         Index("ix_contacts_last_inbound", "last_inbound_at"),
         Index("ix_contacts_phone", "phone"),
+        # Segment activity windows and list filters read these ranges.
+        Index("ix_contacts_last_followed", "last_followed_at"),
+        Index("ix_contacts_last_outbound", "last_outbound_at"),
+        Index("ix_contacts_stage", "lifecycle_stage"),
+        Index("ix_contacts_owner", "owner_id"),
+        Index("ix_contacts_display_name", "display_name"),
     )
 
     display_name: Mapped[str] = mapped_column(String(200), default="", nullable=False)

@@ -255,7 +255,7 @@ async def tags_of(session: AsyncSession, contact_id: uuid.UUID) -> list[tuple[Ta
         .where(ContactTag.contact_id == contact_id)
         .order_by(Tag.name)
     )
-    return [(tag, link) for tag, link in rows.tuples().all()]
+    return [(tag, link) for tag, link in rows.all()]
 
 
 async def tags_for_contacts(
@@ -270,6 +270,6 @@ async def tags_for_contacts(
         .where(ContactTag.contact_id.in_(list(contact_ids)))
         .order_by(Tag.name)
     )
-    for cid, tag in rows.tuples().all():
+    for cid, tag in rows.all():
         result.setdefault(cid, []).append(tag)
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
@@ -14,7 +15,7 @@ from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal, audit
 from parley.contacts import attributes as attribute_service
-from parley.contacts import export, lifecycle, segments
+from parley.contacts import export, lifecycle, merge, segments
 from parley.contacts import service as contact_service
 from parley.contacts import tags as tag_service
 from parley.contacts.schemas import (
@@ -46,9 +47,9 @@ from parley.contacts.schemas import (
     TimelineItemRead,
 )
 from parley.contacts.service import ListQuery
-from parley.exceptions import UnprocessableEntity
-from parley.kit.schemas import Page
-from parley.models import Contact, Segment, TagGroup
+from parley.exceptions import NotFound, UnprocessableEntity
+from parley.kit.schemas import Page, Schema
+from parley.models import Contact, ContactIdentity, Segment, TagGroup
 
 ContactsRead = Annotated[Principal, Depends(authorize(Permission.contacts_read))]
 ContactsWrite = Annotated[Principal, Depends(authorize(Permission.contacts_write))]
@@ -509,3 +510,86 @@ async def write_rules(principal: SettingsWrite, session: DBSession, data: Lifecy
         changes=data.model_dump(),
     )
     return data
+
+
+# --- merge, undo, split --------------------------------------------------------------------------
+
+
+class MergeRequest(Schema):
+    into_id: uuid.UUID
+    reason: str = ""
+
+
+class MergeRead(Schema):
+    id: uuid.UUID
+    source_id: uuid.UUID
+    target_id: uuid.UUID
+    reason: str
+    created_at: datetime
+    undone_at: datetime | None
+
+
+@router.post("/contacts/{contact_id}/merge", response_model=MergeRead, status_code=status.HTTP_201_CREATED)
+async def merge_contact(
+    principal: ContactsWrite, session: DBSession, contact_id: uuid.UUID, data: MergeRequest
+) -> Any:
+    """Merges this contact into ``into_id``: this one disappears from lists; the merge can be undone."""
+    if data.into_id == contact_id:
+        raise UnprocessableEntity("A contact cannot be merged into itself")
+    source = await contact_service.get_contact(session, contact_id)
+    target = await contact_service.get_contact(session, data.into_id)
+    await merge.merge_contacts(
+        session,
+        source=source,
+        target=target,
+        reason=data.reason or "merged by an agent",
+        actor_id=principal.user.id,
+    )
+    row = (await merge.merges_of(session, source.id))[0]
+    await audit.record(
+        session,
+        actor=principal,
+        action="contact.merge",
+        target_type="contact",
+        target_id=target.id,
+        changes={"source": str(source.id)},
+    )
+    return row
+
+
+@router.get("/contacts/{contact_id}/merges", response_model=list[MergeRead])
+async def contact_merges(_: ContactsRead, session: DBSession, contact_id: uuid.UUID) -> Any:
+    return await merge.merges_of(session, contact_id)
+
+
+@router.post("/contact-merges/{merge_id}/undo", response_model=MergeRead)
+async def undo_contact_merge(principal: ContactsWrite, session: DBSession, merge_id: uuid.UUID) -> Any:
+    row = await merge.undo_merge(session, merge_id, actor_id=principal.user.id)
+    await audit.record(
+        session, actor=principal, action="contact.merge_undo", target_type="contact", target_id=row.source_id
+    )
+    return row
+
+
+@router.post(
+    "/contacts/{contact_id}/identities/{identity_id}/split",
+    response_model=ContactDetail,
+    status_code=status.HTTP_201_CREATED,
+)
+async def split_contact_identity(
+    principal: ContactsWrite, session: DBSession, contact_id: uuid.UUID, identity_id: uuid.UUID
+) -> ContactDetail:
+    """Moves one identity (with what came through it) to a new contact, returned."""
+    identity = await session.get(ContactIdentity, identity_id)
+    if identity is None or identity.contact_id != contact_id:
+        raise NotFound("No such identity on this contact")
+    new = await merge.split_identity(session, identity_id)
+    await audit.record(
+        session,
+        actor=principal,
+        action="contact.split",
+        target_type="contact",
+        target_id=new.id,
+        changes={"from": str(contact_id), "identity": str(identity_id)},
+    )
+    return await _detail(session, new)

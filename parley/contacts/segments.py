@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.fields import STANDARD_FIELDS, valid_attribute_key
@@ -238,15 +238,13 @@ def _attribute(cond: AttributeCondition) -> ColumnElement[bool]:
 
 def _tag(cond: TagCondition) -> ColumnElement[bool]:
     ids = list(dict.fromkeys(cond.tag_ids))
-    if cond.op == "all":
-        return and_(
-            *[
-                exists().where(ContactTag.tag_id == tag_id, ContactTag.contact_id == Contact.id)
-                for tag_id in ids
-            ]
-        )
-    tagged = Contact.id.in_(select(ContactTag.contact_id).where(ContactTag.tag_id.in_(ids)))
-    return tagged if cond.op == "any" else not_(tagged)
+    tagged = select(ContactTag.contact_id).where(ContactTag.tag_id.in_(ids))
+    if cond.op == "all" and len(ids) > 1:
+        # One pass over the tags' index ranges rather than a correlated probe per contact,
+        # so the planner can start from the (usually small) set of tagged contacts.
+        tagged = tagged.group_by(ContactTag.contact_id).having(func.count() == len(ids))
+    member = Contact.id.in_(tagged)
+    return not_(member) if cond.op == "none" else member
 
 
 def _channel(cond: ChannelCondition) -> ColumnElement[bool]:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from parley.kit.types import JSONType
+from parley.kit.types import JSONType, UTCDateTime, utcnow
 from parley.models.base import TimestampMixin, UUIDModel
 
 
@@ -19,5 +20,24 @@ class Segment(TimestampMixin, UUIDModel):
     description: Mapped[str] = mapped_column(String(1000), default="", nullable=False)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class ContactMerge(UUIDModel):
+    """One merge of ``source`` into ``target``, with what moved, so that it can be undone."""
+
+    __tablename__ = "contact_merges"
+
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(200), default="", nullable=False)
+    record: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    merged_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    undone_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

@@ -16,6 +16,7 @@ from parley.auth.permissions import Permission
 from parley.auth.service import Principal, audit
 from parley.contacts import attributes as attribute_service
 from parley.contacts import lifecycle
+from parley.contacts import merge as merge_service
 from parley.contacts import service as contact_service
 from parley.contacts import tags as tag_service
 from parley.contacts.attributes import InvalidValues
@@ -117,6 +118,7 @@ async def _contact_page(
         locations=await contact_service.location_track(session, contact.id, limit=50),
         conversations=await contact_service.conversations_of(session, contact.id),
         users=await contact_service.agents(session),
+        merges=await merge_service.merges_of(session, contact.id),
         genders=GENDERS,
         errors=errors or {},
         submitted=submitted or {},

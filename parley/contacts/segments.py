@@ -13,13 +13,26 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    except_,
+    false,
+    func,
+    intersect,
+    not_,
+    or_,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.fields import STANDARD_FIELDS, valid_attribute_key
 from parley.exceptions import Conflict, NotFound, UnprocessableEntity
 from parley.kit.types import utcnow
-from parley.models import ChannelAccount, Contact, ContactIdentity, ContactTag, Segment
+from parley.models import ChannelAccount, Contact, ContactAttributeValue, ContactIdentity, ContactTag, Segment
 
 STAGES = ("new", "active", "dormant", "lost")
 MAX_DEPTH = 4
@@ -310,9 +323,130 @@ def _condition(node: Any) -> ColumnElement[bool]:
     raise UnprocessableEntity("Unknown condition")
 
 
+# --- Set form ---------------------------------------------------------------------------------
+#
+# A per-row predicate over a million contacts costs a probe of the wide contacts row for every
+# candidate. Conditions that an index answers on its own (a tag, an attribute with its expression
+# index, an activity window, a stage) are compiled instead to SELECTs of contact ids read from
+# covering indexes; an "all" group becomes their INTERSECT, minus (EXCEPT) its negated ones, an
+# "any" group of such sets their UNION. Only the ids that survive are probed in ``contacts``,
+# for the remaining per-row conditions and for "not merged away". Conditions without an index
+# (text contains, multiple choice, profile fields) stay per-row predicates, and a group with no
+# indexed condition at all is evaluated per row as before: the result is the same either way.
+
+
+def _attribute_set(cond: AttributeCondition) -> Any:
+    """Ids from ``contact_attribute_values`` (kept by triggers), when its index answers the condition."""
+    value = cond.value
+    base = select(ContactAttributeValue.contact_id).where(ContactAttributeValue.key == cond.key)
+    if value is None or isinstance(value, bool):
+        return None
+    if cond.op in ("gt", "gte", "lt", "lte"):
+        column: Any = (
+            ContactAttributeValue.num_value if isinstance(value, int | float) else ContactAttributeValue.value
+        )
+        bound: Any = float(value) if isinstance(value, int | float) else value
+        if isinstance(bound, list):
+            return None
+        comparisons = {
+            "gt": column > bound,
+            "gte": column >= bound,
+            "lt": column < bound,
+            "lte": column <= bound,
+        }
+        return base.where(comparisons[cond.op])
+    if cond.op == "eq" and isinstance(value, int | float):
+        return base.where(ContactAttributeValue.num_value == float(value))
+    if cond.op in ("eq", "has", "in"):
+        values = value if isinstance(value, list) else [value]
+        texts = [_json_text(v) for v in values]
+        if any(len(t) > 200 for t in texts):
+            return None  # beyond the indexed prefix: checked per row
+        return base.where(
+            ContactAttributeValue.value.in_(texts)
+            if len(texts) > 1
+            else ContactAttributeValue.value == texts[0]
+        )
+    return None
+
+
+def _json_text(value: Any) -> str:
+    """A scalar as the triggers store it: strings as they are, numbers in their shortest form."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _activity_set(cond: ActivityCondition) -> Any:
+    columns = (
+        [Contact.last_inbound_at, Contact.last_outbound_at]
+        if cond.event == "conversation"
+        else [getattr(Contact, _ACTIVITY_COLUMNS[cond.event])]
+    )
+    cutoff = utcnow() - timedelta(days=cond.days or 0)
+    parts = [select(Contact.id).where(column >= cutoff) for column in columns]
+    return parts[0] if len(parts) == 1 else union(*parts)
+
+
+def _as_set(node: Any) -> tuple[bool, Any] | None:
+    """``(negated, SELECT of ids)`` when an index answers the condition alone, else None."""
+    if isinstance(node, TagCondition):
+        ids = list(dict.fromkeys(node.tag_ids))
+        if node.op == "all" and len(ids) > 1:
+            return False, intersect(
+                *[select(ContactTag.contact_id).where(ContactTag.tag_id == t) for t in ids]
+            )
+        return node.op == "none", select(ContactTag.contact_id).where(ContactTag.tag_id.in_(ids))
+    if isinstance(node, ActivityCondition) and node.op in ("within", "not_within"):
+        return node.op == "not_within", _activity_set(node)
+    if isinstance(node, StageCondition):
+        return node.op == "not_in", select(Contact.id).where(Contact.lifecycle_stage.in_(node.stages))
+    if isinstance(node, AttributeCondition):
+        found = _attribute_set(node)
+        return (False, found) if found is not None else None
+    if isinstance(node, Group):
+        ids, residual = _compile_group(node)
+        if ids is not None and residual is None:
+            return False, ids
+    return None
+
+
+def _wrap(query: Any) -> Any:
+    """A compound SELECT as a plain one, so that it can take part in another set operation."""
+    sub = query.subquery()
+    return select(sub.c[0])
+
+
+def _compile_group(group: Group) -> tuple[Any, ColumnElement[bool] | None]:
+    """``(ids, residual)``: contacts in the group are those in ``ids`` (all when None) matching ``residual``."""
+    if not group.conditions:
+        return None, (true() if group.match == "all" else false())
+    sets = [(child, _as_set(child)) for child in group.conditions]
+    if group.match == "any":
+        if all(found is not None and not found[0] for _child, found in sets):
+            parts = [_wrap(found[1]) for _child, found in sets if found is not None]
+            return (parts[0] if len(parts) == 1 else union(*parts)), None
+        return None, or_(*[_condition(child) for child in group.conditions])
+    positives = [found[1] for _child, found in sets if found is not None and not found[0]]
+    if not positives:
+        return None, and_(*[_condition(child) for child in group.conditions])
+    negatives = [found[1] for _child, found in sets if found is not None and found[0]]
+    residuals = [_condition(child) for child, found in sets if found is None]
+    ids: Any = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
+    for negative in negatives:
+        ids = except_(_wrap(ids), _wrap(negative))
+    return ids, (and_(*residuals) if residuals else None)
+
+
 def compile_filter(group: Group) -> ColumnElement[bool]:
     """The WHERE condition of a filter, over live (not merged-away) contacts."""
-    return and_(Contact.merged_into_id.is_(None), _condition(group))
+    ids, residual = _compile_group(group)
+    parts: list[ColumnElement[bool]] = [Contact.merged_into_id.is_(None)]
+    if ids is not None:
+        parts.append(Contact.id.in_(ids))
+    if residual is not None:
+        parts.append(residual)
+    return and_(*parts)
 
 
 def filter_contact_ids_query(group: Group) -> Select[Any]:

@@ -22,7 +22,7 @@ from parley.models.login_attempt import LoginAttempt
 from parley.models.message import Direction, Message, MessageStatus, Priority
 from parley.models.platform_token import PlatformToken
 from parley.models.role import Role
-from parley.models.segment import ContactMerge, Segment
+from parley.models.segment import ContactAttributeValue, ContactMerge, Segment
 from parley.models.team import Team, team_members
 from parley.models.user import User
 from parley.models.user_session import UserSession
@@ -38,6 +38,7 @@ __all__ = [
     "ChannelAccount",
     "ChannelSender",
     "Contact",
+    "ContactAttributeValue",
     "ContactIdentity",
     "ContactMerge",
     "ContactReason",

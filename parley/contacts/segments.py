@@ -449,7 +449,16 @@ def compile_filter(group: Group) -> ColumnElement[bool]:
     return and_(*parts)
 
 
+def _live(ids: Any) -> Any:
+    """The ids of a set minus merged-away contacts, without visiting the others' rows."""
+    merged = select(Contact.id).where(Contact.merged_into_id.is_not(None))
+    return select(except_(_wrap(ids), merged).subquery().c[0])
+
+
 def filter_contact_ids_query(group: Group) -> Select[Any]:
+    ids, residual = _compile_group(group)
+    if ids is not None and residual is None:
+        return _live(ids)  # type: ignore[no-any-return]
     return select(Contact.id).where(compile_filter(group))
 
 
@@ -465,9 +474,12 @@ def segment_contact_ids_query(segment: Segment | Group | dict[str, Any]) -> Sele
 
 
 async def count(session: AsyncSession, group: Group) -> int:
-    return int(
-        await session.scalar(select(func.count()).select_from(Contact).where(compile_filter(group))) or 0
-    )
+    ids, residual = _compile_group(group)
+    if ids is not None and residual is None:
+        query = select(func.count()).select_from(_live(ids).subquery())
+    else:
+        query = select(func.count()).select_from(Contact).where(compile_filter(group))
+    return int(await session.scalar(query) or 0)
 
 
 async def create_segment(

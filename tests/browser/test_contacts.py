@@ -136,3 +136,47 @@ async def test_agent_filters_by_tag_opens_contact_sees_timeline_and_edits_attrib
     await session.rollback()  # a fresh snapshot: what the server committed
     stored = await session.scalar(select(Contact.attributes).where(Contact.id == on_wechat))
     assert stored is not None and stored["spend"] == 12000
+
+
+async def test_segment_editor_counts_live_and_saves(page, live_server, session):
+    from datetime import UTC, datetime, timedelta
+
+    from parley.contacts.tags import apply_tags
+
+    await create_user(session, email="boss@example.com", name="Boss", role="administrator")
+    recent = datetime.now(UTC) - timedelta(days=3)
+    people = [
+        Contact(
+            id=uuid.uuid4(), display_name=f"C{i}", attributes={}, last_followed_at=recent if i < 3 else None
+        )
+        for i in range(5)
+    ]
+    session.add_all(people)
+    await session.flush()
+    await apply_tags(session, [p.id for p in people[:4]], ["VIP"], "agent")
+    await session.commit()
+
+    await _login(page, live_server.url, "boss@example.com", DEFAULT_PASSWORD)
+    await page.wait_for_url(live_server.url + "/inbox")
+    await page.goto(live_server.url + "/contacts/segments")
+    count = page.locator("[data-count]")
+    await page.wait_for_function("document.querySelector('[data-count]').textContent === '5'")
+    await page.select_option("[data-add-kind]", "tag")
+    await page.click("[data-add]")
+    await page.wait_for_function("document.querySelector('[data-count]').textContent === '4'")
+    await page.select_option("[data-add-kind]", "activity")
+    await page.click("[data-add]")
+    await page.wait_for_function("document.querySelector('[data-count]').textContent === '3'")
+    await page.locator("[data-condition=activity] input").fill("1")
+    await page.wait_for_function("document.querySelector('[data-count]').textContent === '0'")
+    await page.locator("[data-condition=activity] input").fill("30")
+    await page.wait_for_function("document.querySelector('[data-count]').textContent === '3'")
+    assert await count.inner_text() == "3"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "segment-editor.png"), full_page=True)
+    await page.fill("[data-segment-name]", "Recent VIPs")
+    await page.click("[data-save]")
+    await page.wait_for_url("**/contacts/segments?id=*")
+    await page.get_by_role("link", name="Show contacts").click()
+    await page.wait_for_url("**/contacts?segment_id=*")
+    assert await page.locator("[data-contact-row]").count() == 3

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
@@ -49,7 +49,7 @@ from parley.contacts.schemas import (
 from parley.contacts.service import ListQuery
 from parley.exceptions import NotFound, UnprocessableEntity
 from parley.kit.schemas import Page, Schema
-from parley.models import Contact, ContactIdentity, Segment, TagGroup
+from parley.models import Contact, ContactIdentity, IdentityKind, Segment, TagGroup
 
 ContactsRead = Annotated[Principal, Depends(authorize(Permission.contacts_read))]
 ContactsWrite = Annotated[Principal, Depends(authorize(Permission.contacts_write))]
@@ -593,3 +593,15 @@ async def split_contact_identity(
         changes={"from": str(contact_id), "identity": str(identity_id)},
     )
     return await _detail(session, new)
+
+
+@router.post("/contacts/{contact_id}/refresh-profile", status_code=status.HTTP_202_ACCEPTED)
+async def refresh_profile(_: ContactsWrite, session: DBSession, contact_id: uuid.UUID) -> dict[str, int]:
+    """Queues the contact's platform profiles (WeChat user info) to be fetched again by the profile worker."""
+    await contact_service.get_contact(session, contact_id)
+    result = await session.execute(
+        update(ContactIdentity)
+        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == IdentityKind.wechat_openid)
+        .values(profile_synced_at=None)
+    )
+    return {"identities": int(getattr(result, "rowcount", 0) or 0)}

@@ -279,3 +279,19 @@ class TestTimeline:
         await session.commit()
         track = (await client.get(f"/api/v1/contacts/{contact.id}/locations", headers=admin_headers)).json()
         assert [p["latitude"] for p in track] == [29.5, 29.51, 29.52]
+
+
+async def test_refresh_profile_queues_the_wechat_identities_again(client, session, admin_headers):
+    from parley.kit.types import utcnow
+    from parley.models import ContactIdentity
+
+    contact = await make_contact(session)
+    identity = ContactIdentity(
+        contact_id=contact.id, kind="wechat_openid", scope="acc", value="oRefresh", profile_synced_at=utcnow()
+    )
+    session.add(identity)
+    await session.commit()
+    response = await client.post(f"/api/v1/contacts/{contact.id}/refresh-profile", headers=admin_headers)
+    assert response.status_code == 202 and response.json() == {"identities": 1}
+    await session.refresh(identity)
+    assert identity.profile_synced_at is None

@@ -48,3 +48,8 @@ document.addEventListener("click", async (event) => {
     } catch (error) { window.alert(error.message); }
   }
 });
+
+document.querySelector("[data-refresh-profile]")?.addEventListener("click", async (event) => {
+  await api(`/api/v1/contacts/${contactId}/refresh-profile`, { method: "POST" });
+  event.target.disabled = true;
+});

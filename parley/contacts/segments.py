@@ -411,6 +411,15 @@ def _as_set(node: Any) -> tuple[bool, Any] | None:
     return None
 
 
+def _selective(node: Any) -> bool:
+    """Conditions whose id set is usually a small part of all contacts: tags and attribute values."""
+    if isinstance(node, TagCondition):
+        return node.op in ("any", "all")
+    if isinstance(node, AttributeCondition):
+        return node.op in ("eq", "in", "has")
+    return False
+
+
 def _wrap(query: Any) -> Any:
     """A compound SELECT as a plain one, so that it can take part in another set operation."""
     sub = query.subquery()
@@ -427,12 +436,24 @@ def _compile_group(group: Group) -> tuple[Any, ColumnElement[bool] | None]:
             parts = [_wrap(found[1]) for _child, found in sets if found is not None]
             return (parts[0] if len(parts) == 1 else union(*parts)), None
         return None, or_(*[_condition(child) for child in group.conditions])
+    # Intersecting is cheap only for small sets: when a selective set (a tag, an attribute
+    # value) is there to start from, wide ones (time windows, ranges, stages, negations) are
+    # checked per row on the survivors instead of being built as sets of their own.
+    selective = [
+        found[1] for child, found in sets if found is not None and not found[0] and _selective(child)
+    ]
+    if selective:
+        positives = selective
+        negatives: list[Any] = []
+        residuals = [_condition(child) for child, found in sets if found is None or found[1] not in selective]
+        ids: Any = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
+        return ids, (and_(*residuals) if residuals else None)
     positives = [found[1] for _child, found in sets if found is not None and not found[0]]
     if not positives:
         return None, and_(*[_condition(child) for child in group.conditions])
     negatives = [found[1] for _child, found in sets if found is not None and found[0]]
     residuals = [_condition(child) for child, found in sets if found is None]
-    ids: Any = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
+    ids = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
     for negative in negatives:
         ids = except_(_wrap(ids), _wrap(negative))
     return ids, (and_(*residuals) if residuals else None)

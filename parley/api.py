@@ -6,6 +6,8 @@ from parley.auth.endpoints import router as auth_router
 from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
+from parley.contacts.endpoints import router as contacts_router
+from parley.contacts.pages import router as contact_pages
 from parley.conversations.endpoints import router as conversations_router
 from parley.conversations.pages import router as inbox_settings_pages
 from parley.delivery.endpoints import pages as delivery_pages
@@ -30,3 +32,5 @@ router.include_router(delivery_router)
 router.include_router(delivery_pages)
 router.include_router(routing_router)
 router.include_router(routing_pages)
+router.include_router(contacts_router)
+router.include_router(contact_pages)

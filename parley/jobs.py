@@ -1,9 +1,17 @@
 """Imports every module that registers background jobs, so the runner sees them all."""
 
 from parley.auth import tasks as auth_tasks
+from parley.contacts import lifecycle as contact_lifecycle
 from parley.contacts import profiles as contact_profiles
 from parley.conversations import tasks as conversation_tasks
 from parley.delivery import tasks as delivery_tasks
 from parley.routing import tasks as routing_tasks
 
-__all__ = ["auth_tasks", "contact_profiles", "conversation_tasks", "delivery_tasks", "routing_tasks"]
+__all__ = [
+    "auth_tasks",
+    "contact_lifecycle",
+    "contact_profiles",
+    "conversation_tasks",
+    "delivery_tasks",
+    "routing_tasks",
+]

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import InboundEvent, InboundKind
 from parley.contacts.identity import resolve_contact
+from parley.contacts.lifecycle import refresh_stage
 from parley.context import Context
 from parley.delivery.service import apply_status
 from parley.kit.types import utcnow
@@ -287,6 +288,9 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
                     "audience": {"permission": "contacts.read"},
                 }
             )
+    if outcome.contact is not None:
+        # Stage rules react to the event at once; the periodic job covers the passing of time.
+        await refresh_stage(session, outcome.contact)
     row.status = "processed"
     row.processed_at = now
     row.error = None

@@ -22,6 +22,7 @@ from parley.models.login_attempt import LoginAttempt
 from parley.models.message import Direction, Message, MessageStatus, Priority
 from parley.models.platform_token import PlatformToken
 from parley.models.role import Role
+from parley.models.segment import ContactAttributeValue, ContactMerge, Segment
 from parley.models.team import Team, team_members
 from parley.models.user import User
 from parley.models.user_session import UserSession
@@ -37,7 +38,9 @@ __all__ = [
     "ChannelAccount",
     "ChannelSender",
     "Contact",
+    "ContactAttributeValue",
     "ContactIdentity",
+    "ContactMerge",
     "ContactReason",
     "ContactTag",
     "Conversation",
@@ -51,6 +54,7 @@ __all__ = [
     "PlatformToken",
     "Priority",
     "Role",
+    "Segment",
     "Tag",
     "TagGroup",
     "Team",

@@ -18,6 +18,15 @@ class Contact(TimestampMixin, UUIDModel):
     __table_args__ = (
         Index("ix_contacts_last_inbound", "last_inbound_at"),
         Index("ix_contacts_phone", "phone"),
+        # Segment counts read contact ids from these alone (covering: the id is in the index),
+        # see parley/contacts/segments.py; custom attributes get expression indexes at run time.
+        Index("ix_contacts_followed_id", "last_followed_at", "id"),
+        Index("ix_contacts_unfollowed_id", "last_unfollowed_at", "id"),
+        Index("ix_contacts_inbound_id", "last_inbound_at", "id"),
+        Index("ix_contacts_outbound_id", "last_outbound_at", "id"),
+        Index("ix_contacts_stage_id", "lifecycle_stage", "id"),
+        Index("ix_contacts_owner", "owner_id"),
+        Index("ix_contacts_display_name", "display_name"),
     )
 
     display_name: Mapped[str] = mapped_column(String(200), default="", nullable=False)

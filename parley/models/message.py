@@ -49,6 +49,8 @@ class Message(Base):
         Index("ix_messages_account_platform_id", "account_id", "platform_message_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_status", "status"),
+        # A contact's history across conversations (the 360° timeline, merges).
+        Index("ix_messages_contact_created", "contact_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

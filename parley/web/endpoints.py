@@ -30,7 +30,6 @@ from parley.kit.types import utcnow
 from parley.models import User
 from parley.web.auth import (
     PageAuditRead,
-    PageContacts,
     PageConversations,
     PageMarketing,
     PageReports,
@@ -216,11 +215,6 @@ async def inbox_page(request: Request, session: DBSession, principal: PageConver
     if current is not None:
         principal.user.presence = current.presence
     return render(request, "inbox.html", principal, accounts=accounts, inbox_strings=strings)
-
-
-@router.get("/contacts", response_class=HTMLResponse)
-async def contacts_page(request: Request, principal: PageContacts) -> HTMLResponse:
-    return render(request, "section.html", principal, section="contacts")
 
 
 @router.get("/marketing", response_class=HTMLResponse)

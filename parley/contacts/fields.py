@@ -68,6 +68,8 @@ def parse_date(field: str, raw: Any) -> date:
 
 
 def normalise_phone(field: str, raw: Any) -> str:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # a spreadsheet cell holding the number as a number
     text = str(raw).strip()
     digits = "".join(ch for ch in text if ch.isdigit())
     if text.startswith("00"):
@@ -110,6 +112,24 @@ def coerce_standard(field: str, raw: Any) -> Any:
     limit = 1000 if field == "avatar_url" else 200
     if len(text) > limit:
         raise FieldError(field, f"is longer than {limit} characters")
+    return text
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_\-.:@+]{1,255}$")
+
+
+def coerce_identifier(field: str, raw: Any) -> str | None:
+    """A platform or external id (OpenID, UnionID, a CRM's customer number); blank is None.
+
+    Spreadsheets turn long numbers into floats ("12345.0"); a whole float is read back as its digits.
+    """
+    if _blank(raw):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    text = str(raw).strip()
+    if not _IDENTIFIER.match(text):
+        raise FieldError(field, f"{text[:60]!r} is not an id (letters, digits and - _ . : @ + only)")
     return text
 
 
@@ -170,6 +190,7 @@ __all__ = [
     "STANDARD_FIELDS",
     "FieldError",
     "coerce_attribute",
+    "coerce_identifier",
     "coerce_standard",
     "normalise_phone",
     "parse_date",

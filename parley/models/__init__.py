@@ -70,3 +70,22 @@ from parley.models.outbox_job import (
 )
 
 __all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]
+
+# Contact import and follower sync (issue 6, item 5).
+from parley.models.contact_import import (  # noqa: E402
+    ContactImport,
+    ContactImportFile,
+    ContactImportRejection,
+    FollowerSync,
+    ImportStatus,
+    SyncStatus,
+)
+
+__all__ += [
+    "ContactImport",
+    "ContactImportFile",
+    "ContactImportRejection",
+    "FollowerSync",
+    "ImportStatus",
+    "SyncStatus",
+]

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from parley.models.contact import AttributeDefinition, AttributeType
 
@@ -59,6 +59,11 @@ def parse_date(field: str, raw: Any) -> date:
     if isinstance(raw, date):
         return raw
     text = str(raw).strip()
+    if _ISO_DATE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise FieldError(field, f"{text!r} is not a date (use YYYY-MM-DD)") from None
     for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"):
         try:
             return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date, no time zone
@@ -82,6 +87,28 @@ def normalise_phone(field: str, raw: Any) -> str:
     return f"+{digits}"
 
 
+# Plain ASCII addresses are by far the most common; for them this is what validate_email
+# returns (domain lower-cased), at a hundredth of its cost, which matters for a 100,000-row
+# import. Anything else (quoted, IDNA, unusual TLDs) goes through validate_email itself.
+_PLAIN_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
+)
+
+
+def _plain_email(text: str) -> str | None:
+    match = _PLAIN_EMAIL.match(text)
+    if match is None or len(text) > 254 or text.index("@") > 64:
+        return None
+    domain = match.group(1).lower()
+    if "--" in domain or any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return f"{text[: text.index('@')]}@{domain}"
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def coerce_standard(field: str, raw: Any) -> Any:
     """The stored form of a standard profile field; blank clears it (None or "")."""
     if field not in STANDARD_FIELDS:
@@ -91,6 +118,9 @@ def coerce_standard(field: str, raw: Any) -> Any:
     if field == "phone":
         return normalise_phone(field, raw)
     if field == "email":
+        fast = _plain_email(str(raw).strip())
+        if fast is not None:
+            return fast
         try:
             return validate_email(str(raw).strip(), check_deliverability=False).normalized
         except EmailNotValidError as exc:

@@ -4,7 +4,10 @@ WeChat pushes carry only an OpenID; the nickname, avatar, region and, above
 all, the UnionID that ties a person's OpenIDs across a brand's accounts come
 from the user-info API. A background job fetches them in batches of 100
 (``user/info/batchget``), outside any write transaction, within the daily
-quota: a quota error stops the round and the rest waits for the next one.
+quota: every call is counted against the account's ``user_info`` quota before
+it is made (:mod:`parley.contacts.sync.quota`, delivery's quota counters), and
+an account whose quota is used up, by our count or by the platform's 45009, is
+left alone until the reset.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +27,7 @@ from parley.channels.base import ChannelError, ChannelPermanentError, ChannelQuo
 from parley.channels.runtime import runtime
 from parley.contacts.identity import Key, attach_identity, find_identity
 from parley.contacts.merge import live_contact_id, merge_contacts
+from parley.contacts.sync import quota
 from parley.context import Context
 from parley.conversations.pipeline import publish_conversation_updated
 from parley.db import session_scope
@@ -37,7 +42,20 @@ EVERY_S = 2.0
 _GENDER = {1: "male", 2: "female"}
 
 
+_DEFERRED = "contacts.profiles.deferred"
+
+
+def _deferred(ctx: Context) -> dict[uuid.UUID, datetime]:
+    """Accounts whose ``user_info`` quota is used up, and when it resets (this process's view)."""
+    found: dict[uuid.UUID, datetime] = ctx.extras.setdefault(_DEFERRED, {})
+    now = utcnow()
+    for account_id in [a for a, until in found.items() if until <= now]:
+        del found[account_id]
+    return found
+
+
 async def _pending(ctx: Context) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]:
+    waiting = list(_deferred(ctx))
     async with session_scope(ctx.sessionmaker, write=False) as session:
         rows = (
             await session.execute(
@@ -47,6 +65,7 @@ async def _pending(ctx: Context) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]
                     ContactIdentity.kind == IdentityKind.wechat_openid,
                     ContactIdentity.profile_synced_at.is_(None),
                     ChannelAccount.is_active.is_(True),
+                    ContactIdentity.account_id.not_in(waiting),
                 )
                 .order_by(ContactIdentity.created_at)
                 .limit(BATCH * 5)
@@ -121,10 +140,16 @@ async def sync_round(ctx: Context) -> int:
         if account is None or account.type != ChannelType.wechat:
             continue
         adapter: Any = runtime(ctx).adapter(account)
+        reset_at = await quota.take(ctx, account, "user_info")
+        if reset_at is not None:
+            log.warning("profiles.quota_used_up", account_id=str(account_id), until=reset_at.isoformat())
+            _deferred(ctx)[account_id] = reset_at
+            continue
         try:
             profiles = await adapter.client.batch_user_info([openid for _id, openid in items])
         except ChannelQuotaExceededError:
             log.warning("profiles.quota_exhausted", account_id=str(account_id))
+            _deferred(ctx)[account_id] = await quota.exhaust(ctx, account, "user_info")
             continue
         except ChannelPermanentError as exc:
             # Nothing to learn for these ids (e.g. invalid OpenIDs): settle them so they are not retried forever.

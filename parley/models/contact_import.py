@@ -14,11 +14,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.kit.types import JSONType, UTCDateTime
 from parley.models.base import Base, BigIntPK, TimestampMixin, UUIDModel
+from parley.models.contact import Contact
 
 
 class ImportStatus(StrEnum):
@@ -136,3 +137,8 @@ class FollowerSync(TimestampMixin, UUIDModel):
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# Imports keyed by email find contacts that have an address but no email identity yet (added by a
+# form before identities were kept) through this index, instead of scanning every contact per batch.
+Index("ix_contacts_email_lower", func.lower(Contact.__table__.c.email))

@@ -39,8 +39,34 @@ _KEYABLE_ATTRIBUTES = (AttributeType.text, AttributeType.number)
 
 # Header words (lower case, spaces and punctuation removed) that suggest a target.
 _SYNONYMS: dict[str, tuple[str, ...]] = {
-    "display_name": ("name", "fullname", "displayname", "contact", "contactname", "nickname", "姓名", "名字", "昵称", "客户名称", "联系人"),
-    "phone": ("phone", "mobile", "mobilephone", "cell", "tel", "telephone", "phonenumber", "whatsapp", "手机", "手机号", "手机号码", "电话", "联系电话"),
+    "display_name": (
+        "name",
+        "fullname",
+        "displayname",
+        "contact",
+        "contactname",
+        "nickname",
+        "姓名",
+        "名字",
+        "昵称",
+        "客户名称",
+        "联系人",
+    ),
+    "phone": (
+        "phone",
+        "mobile",
+        "mobilephone",
+        "cell",
+        "tel",
+        "telephone",
+        "phonenumber",
+        "whatsapp",
+        "手机",
+        "手机号",
+        "手机号码",
+        "电话",
+        "联系电话",
+    ),
     "email": ("email", "emailaddress", "mail", "邮箱", "电子邮件", "电子邮箱"),
     "gender": ("gender", "sex", "性别"),
     "language": ("language", "lang", "locale", "语言"),
@@ -168,7 +194,7 @@ def compile_spec(
         seen.add(target)
         if target.startswith(ATTR):
             if target[len(ATTR) :] not in by_key:
-                raise MappingError(f"Column {header!r}: there is no custom attribute {target[len(ATTR):]!r}")
+                raise MappingError(f"Column {header!r}: there is no custom attribute {target[len(ATTR) :]!r}")
         elif target not in (*STANDARD_FIELDS, TAGS, OPENID, UNIONID):
             raise MappingError(f"Column {header!r}: {target!r} is not a contact field")
     if not key:

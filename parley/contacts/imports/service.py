@@ -63,14 +63,18 @@ def wake_event(ctx: Context) -> asyncio.Event:
 
 
 async def definitions(session: AsyncSession) -> list[AttributeDefinition]:
-    return list((await session.scalars(select(AttributeDefinition).order_by(AttributeDefinition.position))).all())
+    return list(
+        (await session.scalars(select(AttributeDefinition).order_by(AttributeDefinition.position))).all()
+    )
 
 
 async def wechat_accounts(session: AsyncSession) -> list[ChannelAccount]:
     return list(
         (
             await session.scalars(
-                select(ChannelAccount).where(ChannelAccount.type == ChannelType.wechat).order_by(ChannelAccount.name)
+                select(ChannelAccount)
+                .where(ChannelAccount.type == ChannelType.wechat)
+                .order_by(ChannelAccount.name)
             )
         ).all()
     )
@@ -115,7 +119,9 @@ async def create_import(
     return job
 
 
-async def _spec(session: AsyncSession, job: ContactImport, mapping: list[str], key: str, account_id: uuid.UUID | None) -> Spec:
+async def _spec(
+    session: AsyncSession, job: ContactImport, mapping: list[str], key: str, account_id: uuid.UUID | None
+) -> Spec:
     accounts = {a.id for a in await wechat_accounts(session)}
     return compile_spec(
         headers=list(job.headers),
@@ -232,9 +238,7 @@ def _check(spec: Spec, seen: dict[Identity, int], number: int, cells: list[Any])
     if isinstance(checked, Row):
         first = seen.setdefault(checked.key, number)
         if first != number:
-            return [
-                Rejection(number, _key_header(spec), checked.key.value, f"the same key as row {first}")
-            ]
+            return [Rejection(number, _key_header(spec), checked.key.value, f"the same key as row {first}")]
     return checked
 
 
@@ -252,7 +256,7 @@ async def _write_batch(
     async with session_scope(ctx.sessionmaker) as session:
         job = await _held(session, claim)
         results = await upsert_rows(session, rows, source="import", actor_id=job.created_by_id)
-        counts = {outcome: 0 for outcome in Outcome}
+        counts = dict.fromkeys(Outcome, 0)
         for result in results:
             counts[result.outcome] += 1
             if result.outcome is Outcome.rejected:
@@ -311,7 +315,9 @@ def _batches(rows: Iterator[tuple[int, list[Any]]], size: int) -> Iterator[list[
         yield batch
 
 
-async def run_import(ctx: Context, claim: Claim, *, stop: asyncio.Event | None = None, batch_size: int = BATCH) -> None:
+async def run_import(
+    ctx: Context, claim: Claim, *, stop: asyncio.Event | None = None, batch_size: int = BATCH
+) -> None:
     """Works a claimed job to the end (or until ``stop``, or until the lease is lost)."""
     async with session_scope(ctx.sessionmaker, write=False) as session:
         job = await session.get(ContactImport, claim.job_id)
@@ -370,7 +376,9 @@ async def rejection_page(
 async def rejection_count(session: AsyncSession, job_id: uuid.UUID) -> int:
     return int(
         await session.scalar(
-            select(func.count()).select_from(ContactImportRejection).where(ContactImportRejection.import_id == job_id)
+            select(func.count())
+            .select_from(ContactImportRejection)
+            .where(ContactImportRejection.import_id == job_id)
         )
         or 0
     )
@@ -399,5 +407,9 @@ async def rejections_csv(session: AsyncSession, job_id: uuid.UUID) -> str:
 
 async def recent_imports(session: AsyncSession, limit: int = 20) -> list[ContactImport]:
     return list(
-        (await session.scalars(select(ContactImport).order_by(ContactImport.created_at.desc()).limit(limit))).all()
+        (
+            await session.scalars(
+                select(ContactImport).order_by(ContactImport.created_at.desc()).limit(limit)
+            )
+        ).all()
     )

@@ -57,7 +57,10 @@ async def ensure_tags(session: AsyncSession, names: Iterable[str]) -> dict[str, 
         now = utcnow()
         await session.execute(
             _insert(session)(Tag).on_conflict_do_nothing(index_elements=["name"]),
-            [{"id": uuid.uuid4(), "name": n, "color": "", "created_at": now, "updated_at": now} for n in missing],
+            [
+                {"id": uuid.uuid4(), "name": n, "color": "", "created_at": now, "updated_at": now}
+                for n in missing
+            ],
         )
         found.update(
             (await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))).tuples().all()

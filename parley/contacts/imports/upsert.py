@@ -18,9 +18,9 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.imports.mapping import Identity, Row
@@ -28,8 +28,8 @@ from parley.contacts.imports.tags import add_contact_tags, ensure_tags
 from parley.kit.types import utcnow
 from parley.models import Contact, ContactIdentity, ContactTag, IdentityKind
 
-_CONTACTS = Contact.__table__
-_IDENTITIES = ContactIdentity.__table__
+_CONTACTS = cast(Table, Contact.__table__)
+_IDENTITIES = cast(Table, ContactIdentity.__table__)
 _STANDARD_COLUMNS = (
     "display_name",
     "phone",
@@ -133,7 +133,9 @@ async def upsert_rows(
     current: dict[uuid.UUID, dict[str, Any]] = {}
     if existing_ids:
         columns = [_CONTACTS.c.id, _CONTACTS.c.attributes, *(_CONTACTS.c[name] for name in _STANDARD_COLUMNS)]
-        for record in (await session.execute(select(*columns).where(_CONTACTS.c.id.in_(existing_ids)))).mappings():
+        for record in (
+            await session.execute(select(*columns).where(_CONTACTS.c.id.in_(existing_ids)))
+        ).mappings():
             current[record["id"]] = dict(record)
 
     others = [identity for row in rows for identity in row.identities]
@@ -170,7 +172,9 @@ async def upsert_rows(
             {
                 "id": uuid.uuid4(),
                 "contact_id": contact_id,
-                "account_id": uuid.UUID(identity.scope) if identity.kind == IdentityKind.wechat_openid else None,
+                "account_id": uuid.UUID(identity.scope)
+                if identity.kind == IdentityKind.wechat_openid
+                else None,
                 "kind": identity.kind,
                 "scope": identity.scope,
                 "value": identity.value,
@@ -183,17 +187,21 @@ async def upsert_rows(
     for index, row in enumerate(rows):
         contact_id = target.get(index)
         if contact_id is None and row.key in taken:
-            results.append(Result(row.number, Outcome.rejected, None, "the key is already used by another row"))
+            results.append(
+                Result(row.number, Outcome.rejected, None, "the key is already used by another row")
+            )
             continue
         if contact_id is not None and contact_id in claimed:
             results.append(
-                Result(row.number, Outcome.rejected, contact_id, f"the same contact as row {claimed[contact_id]}")
+                Result(
+                    row.number, Outcome.rejected, contact_id, f"the same contact as row {claimed[contact_id]}"
+                )
             )
             continue
         if contact_id is None:
             contact_id = uuid.uuid4()
-            values = {name: None for name in ("phone", "email", "birthday")}
-            values.update({name: "" for name in ("language", "city", "province", "country", "avatar_url")})
+            values: dict[str, Any] = dict.fromkeys(("phone", "email", "birthday"))
+            values.update(dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""))
             values["gender"] = "unknown"
             values.update(row.standard)
             values["display_name"] = row.standard.get("display_name") or _default_name(row)
@@ -260,7 +268,10 @@ async def upsert_rows(
             .values(
                 {
                     # Bind names must differ from column names in an UPDATE's SET clause.
-                    **{name: bindparam(f"v_{name}", type_=_CONTACTS.c[name].type) for name in _STANDARD_COLUMNS},
+                    **{
+                        name: bindparam(f"v_{name}", type_=_CONTACTS.c[name].type)
+                        for name in _STANDARD_COLUMNS
+                    },
                     "attributes": bindparam("v_attributes", type_=_CONTACTS.c.attributes.type),
                     "updated_at": bindparam("v_updated_at", type_=_CONTACTS.c.updated_at.type),
                 }

@@ -140,8 +140,8 @@ async def start_audited(
 @router.post("/imports", status_code=status.HTTP_201_CREATED)
 async def upload_import(
     request: Request,
-    session: DBSession,
     principal: ContactsWrite,
+    session: DBSession,
     file: Annotated[
         UploadFile, File(description="A CSV (UTF-8 or GB18030) or XLSX file; the first row names the columns")
     ],
@@ -174,18 +174,18 @@ async def upload_import(
 
 
 @router.get("/imports")
-async def list_imports(session: DBSession, _: ContactsRead) -> list[ImportRead]:
+async def list_imports(_: ContactsRead, session: DBSession) -> list[ImportRead]:
     return [ImportRead.of(job) for job in await service.recent_imports(session, limit=50)]
 
 
 @router.get("/imports/{import_id}")
-async def get_import(session: DBSession, _: ContactsRead, import_id: uuid.UUID) -> ImportRead:
+async def get_import(_: ContactsRead, session: DBSession, import_id: uuid.UUID) -> ImportRead:
     return ImportRead.of(await _job(session, import_id))
 
 
 @router.post("/imports/{import_id}/start")
 async def start_import(
-    request: Request, session: DBSession, principal: ContactsWrite, import_id: uuid.UUID, data: ImportStart
+    request: Request, principal: ContactsWrite, session: DBSession, import_id: uuid.UUID, data: ImportStart
 ) -> ImportRead:
     job = await _job(session, import_id)
     await start_audited(
@@ -195,14 +195,14 @@ async def start_import(
 
 
 @router.post("/imports/{import_id}/cancel")
-async def cancel_import(session: DBSession, _: ContactsWrite, import_id: uuid.UUID) -> ImportRead:
+async def cancel_import(_: ContactsWrite, session: DBSession, import_id: uuid.UUID) -> ImportRead:
     return ImportRead.of(await service.cancel_import(session, await _job(session, import_id)))
 
 
 @router.get("/imports/{import_id}/rejections")
 async def list_rejections(
-    session: DBSession,
     _: ContactsRead,
+    session: DBSession,
     import_id: uuid.UUID,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -213,7 +213,7 @@ async def list_rejections(
 
 
 @router.get("/imports/{import_id}/rejections.csv", response_class=Response)
-async def download_rejections(session: DBSession, _: ContactsRead, import_id: uuid.UUID) -> Response:
+async def download_rejections(_: ContactsRead, session: DBSession, import_id: uuid.UUID) -> Response:
     job = await _job(session, import_id)
     return csv_response(job, await service.rejections_csv(session, import_id))
 
@@ -229,7 +229,7 @@ def csv_response(job: ContactImport, text: str) -> Response:
 
 
 @router.post("/bulk")
-async def bulk(session: DBSession, principal: ContactsWrite, data: BulkRequest) -> BulkResult:
+async def bulk(principal: ContactsWrite, session: DBSession, data: BulkRequest) -> BulkResult:
     """Creates or updates up to 1,000 contacts by a key; each item succeeds or is rejected on its own."""
     results = await bulk_upsert(
         session, key=data.key, account_id=data.account_id, items=data.items, actor_id=principal.user.id

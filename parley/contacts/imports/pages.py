@@ -35,8 +35,8 @@ def _ctx(request: Request) -> Context:
 
 async def _list(
     request: Request,
-    session: DBSession,
     principal: Principal,
+    session: DBSession,
     *,
     error: str | None = None,
     status_code: int = 200,
@@ -53,13 +53,13 @@ async def _list(
 
 
 @router.get("/contacts/imports", response_class=HTMLResponse)
-async def imports_page(request: Request, session: DBSession, principal: PageContactsRead) -> HTMLResponse:
+async def imports_page(request: Request, principal: PageContactsRead, session: DBSession) -> HTMLResponse:
     return await _list(request, session, principal)
 
 
 @router.post("/contacts/imports", response_class=HTMLResponse, response_model=None)
 async def upload_page(
-    request: Request, session: DBSession, principal: PageContactsWrite
+    request: Request, principal: PageContactsWrite, session: DBSession
 ) -> HTMLResponse | RedirectResponse:
     form = await request.form()
     upload = form.get("file")
@@ -87,8 +87,8 @@ async def _job(session: DBSession, import_id: uuid.UUID) -> ContactImport:
 
 async def _detail(
     request: Request,
-    session: DBSession,
     principal: Principal,
+    session: DBSession,
     job: ContactImport,
     *,
     error: str | None = None,
@@ -130,14 +130,14 @@ async def _detail(
 
 @router.get("/contacts/imports/{import_id}", response_class=HTMLResponse)
 async def import_page(
-    request: Request, session: DBSession, principal: PageContactsRead, import_id: uuid.UUID
+    request: Request, principal: PageContactsRead, session: DBSession, import_id: uuid.UUID
 ) -> HTMLResponse:
     return await _detail(request, session, principal, await _job(session, import_id))
 
 
 @router.post("/contacts/imports/{import_id}/start", response_class=HTMLResponse, response_model=None)
 async def start_page(
-    request: Request, session: DBSession, principal: PageContactsWrite, import_id: uuid.UUID
+    request: Request, principal: PageContactsWrite, session: DBSession, import_id: uuid.UUID
 ) -> HTMLResponse | RedirectResponse:
     job = await _job(session, import_id)
     form = await request.form()
@@ -172,7 +172,7 @@ async def start_page(
 
 @router.post("/contacts/imports/{import_id}/cancel")
 async def cancel_page(
-    session: DBSession, principal: PageContactsWrite, import_id: uuid.UUID
+    principal: PageContactsWrite, session: DBSession, import_id: uuid.UUID
 ) -> RedirectResponse:
     job = await _job(session, import_id)
     if job.status not in ("done", "failed", "cancelled"):
@@ -181,6 +181,6 @@ async def cancel_page(
 
 
 @router.get("/contacts/imports/{import_id}/rejections.csv", response_class=Response)
-async def rejections_page(session: DBSession, principal: PageContactsRead, import_id: uuid.UUID) -> Response:
+async def rejections_page(principal: PageContactsRead, session: DBSession, import_id: uuid.UUID) -> Response:
     job = await _job(session, import_id)
     return csv_response(job, await service.rejections_csv(session, import_id))

@@ -51,7 +51,7 @@ async def ensure_tags(session: AsyncSession, names: Iterable[str]) -> dict[str, 
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    found = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(wanted)))).tuples().all())
+    found = dict((await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(wanted)))).all())
     missing = [name for name in wanted if name not in found]
     if missing:
         now = utcnow()
@@ -62,9 +62,7 @@ async def ensure_tags(session: AsyncSession, names: Iterable[str]) -> dict[str, 
                 for n in missing
             ],
         )
-        found.update(
-            (await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))).tuples().all()
-        )
+        found.update((await session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing)))).all())
     return found
 
 

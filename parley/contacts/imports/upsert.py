@@ -83,7 +83,7 @@ async def _owners(session: AsyncSession, identities: list[Identity]) -> dict[Ide
             ContactIdentity.kind, ContactIdentity.scope, ContactIdentity.value, ContactIdentity.contact_id
         ).where(_identity_filter(identities))
     )
-    return {Identity(k, s, v): c for k, s, v, c in rows.tuples()}
+    return {Identity(k, s, v): c for k, s, v, c in rows.all()}
 
 
 async def _by_column(session: AsyncSession, key: str, values: list[str]) -> dict[str, uuid.UUID]:
@@ -97,7 +97,7 @@ async def _by_column(session: AsyncSession, key: str, values: list[str]) -> dict
         .order_by(Contact.created_at)
     )
     found: dict[str, uuid.UUID] = {}
-    for value, contact_id in rows.tuples():
+    for value, contact_id in rows.all():
         found.setdefault(str(value), contact_id)
     return found
 
@@ -150,9 +150,7 @@ async def upsert_rows(
                         ContactTag.contact_id.in_(existing_ids), ContactTag.tag_id.in_(tag_ids.values())
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
 
     results: list[Result] = []

@@ -55,7 +55,7 @@ class SyncRead(Schema):
     finished_at: datetime | None
 
 
-async def _start(session: DBSession, principal: Principal, account_id: uuid.UUID) -> FollowerSync:
+async def _start(principal: Principal, session: DBSession, account_id: uuid.UUID) -> FollowerSync:
     account = await session.get(ChannelAccount, account_id)
     if account is None:
         raise NotFound("Channel account not found")
@@ -72,18 +72,18 @@ async def _start(session: DBSession, principal: Principal, account_id: uuid.UUID
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def start_sync(session: DBSession, principal: ContactsWrite, data: SyncStart) -> SyncRead:
+async def start_sync(principal: ContactsWrite, session: DBSession, data: SyncStart) -> SyncRead:
     """Starts bringing every follower of a WeChat account in as a contact (409 if one is running)."""
     return SyncRead.model_validate(await _start(session, principal, data.account_id))
 
 
 @router.get("")
-async def list_syncs(session: DBSession, _: ContactsRead) -> list[SyncRead]:
+async def list_syncs(_: ContactsRead, session: DBSession) -> list[SyncRead]:
     return [SyncRead.model_validate(s) for s in await service.recent_syncs(session, limit=50)]
 
 
 @router.get("/{sync_id}")
-async def get_sync(session: DBSession, _: ContactsRead, sync_id: uuid.UUID) -> SyncRead:
+async def get_sync(_: ContactsRead, session: DBSession, sync_id: uuid.UUID) -> SyncRead:
     sync = await session.get(FollowerSync, sync_id)
     if sync is None:
         raise NotFound("Sync not found")
@@ -92,8 +92,8 @@ async def get_sync(session: DBSession, _: ContactsRead, sync_id: uuid.UUID) -> S
 
 async def _page(
     request: Request,
-    session: DBSession,
     principal: Principal,
+    session: DBSession,
     *,
     error: str | None = None,
     status_code: int = 200,
@@ -113,13 +113,13 @@ async def _page(
 
 
 @pages.get("/contacts/sync", response_class=HTMLResponse)
-async def sync_page(request: Request, session: DBSession, principal: PageContactsRead) -> HTMLResponse:
+async def sync_page(request: Request, principal: PageContactsRead, session: DBSession) -> HTMLResponse:
     return await _page(request, session, principal)
 
 
 @pages.post("/contacts/sync", response_class=HTMLResponse, response_model=None)
 async def start_sync_page(
-    request: Request, session: DBSession, principal: PageContactsWrite, account_id: uuid.UUID = Form(...)
+    request: Request, principal: PageContactsWrite, session: DBSession, account_id: uuid.UUID = Form(...)
 ) -> Response:
     try:
         await _start(session, principal, account_id)

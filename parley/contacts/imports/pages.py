@@ -35,8 +35,8 @@ def _ctx(request: Request) -> Context:
 
 async def _list(
     request: Request,
-    principal: Principal,
     session: DBSession,
+    principal: Principal,
     *,
     error: str | None = None,
     status_code: int = 200,
@@ -87,8 +87,8 @@ async def _job(session: DBSession, import_id: uuid.UUID) -> ContactImport:
 
 async def _detail(
     request: Request,
-    principal: Principal,
     session: DBSession,
+    principal: Principal,
     job: ContactImport,
     *,
     error: str | None = None,

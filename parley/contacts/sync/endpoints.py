@@ -55,7 +55,7 @@ class SyncRead(Schema):
     finished_at: datetime | None
 
 
-async def _start(principal: Principal, session: DBSession, account_id: uuid.UUID) -> FollowerSync:
+async def _start(session: DBSession, principal: Principal, account_id: uuid.UUID) -> FollowerSync:
     account = await session.get(ChannelAccount, account_id)
     if account is None:
         raise NotFound("Channel account not found")
@@ -92,8 +92,8 @@ async def get_sync(_: ContactsRead, session: DBSession, sync_id: uuid.UUID) -> S
 
 async def _page(
     request: Request,
-    principal: Principal,
     session: DBSession,
+    principal: Principal,
     *,
     error: str | None = None,
     status_code: int = 200,

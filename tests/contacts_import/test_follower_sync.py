@@ -128,6 +128,7 @@ def worker(database_url: str, tmp_path: Path, name: str) -> ServerProcess:
 
 
 class TestCrashAndResume:
+    @pytest.mark.timeout(1500)
     async def test_sigkill_mid_walk_then_resume_ends_with_every_follower_once_within_quota(
         self, backend: str, database_url: str, session: AsyncSession, wechat_sim: str, tmp_path: Path
     ) -> None:

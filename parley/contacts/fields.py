@@ -72,15 +72,20 @@ def parse_date(field: str, raw: Any) -> date:
     raise FieldError(field, f"{text!r} is not a date (use YYYY-MM-DD)")
 
 
+_NOT_DIGIT = re.compile(r"\D")
+_LETTER = re.compile(r"[^\W\d_]")
+_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")  # typed with a Chinese input method
+
+
 def normalise_phone(field: str, raw: Any) -> str:
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)  # a spreadsheet cell holding the number as a number
     text = str(raw).strip()
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if text.startswith("00"):
+    digits = _NOT_DIGIT.sub("", text).translate(_FULLWIDTH)
+    if text.startswith(("00", "００")):
         digits = digits[2:]
     # E.164: at most 15 digits; fewer than 7 is not a reachable number anywhere.
-    if not 7 <= len(digits) <= 15 or any(ch.isalpha() for ch in text):
+    if not 7 <= len(digits) <= 15 or not digits.isascii() or _LETTER.search(text):
         raise FieldError(
             field, f"{text!r} is not a phone number (use the international form, e.g. +8613800138000)"
         )

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.browser
 
 async def test_upload_map_progress_and_rejected_rows(page, live_server, session, tmp_path) -> None:
     await create_user(session, email="ops@example.com", name="Olga Ops", role="administrator")
-    session.add(AttributeDefinition(key="member_no", label="Member no", type=AttributeType.number, options=[]))
+    session.add(
+        AttributeDefinition(key="member_no", label="Member no", type=AttributeType.number, options=[])
+    )
     await session.commit()
     content, broken = generate_csv(3000, 0.01)
     file = tmp_path / "customers.csv"

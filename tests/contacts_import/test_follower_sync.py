@@ -146,13 +146,15 @@ class TestCrashAndResume:
             faults=[{"api": "user_get", "delay_s": 1.5, "count": 3}],
         )
         account = await connect(session, sim, **quotas)
+        account_id = account.id
         sync = await sync_service.start_sync(session, account, actor_id=None)
+        sync_id = sync.id
         await session.commit()
 
         first = worker(database_url, tmp_path, "worker-1")
         try:
             killed_at = await wait_for(
-                session, sync.id, lambda s: s.followers_seen >= 10_000, 120, "first page stored"
+                session, sync_id, lambda s: s.followers_seen >= 10_000, 120, "first page stored"
             )
         finally:
             first.kill()  # SIGKILL: the lease stays taken, the page in flight is lost
@@ -161,7 +163,12 @@ class TestCrashAndResume:
 
         second = worker(database_url, tmp_path, "worker-2")
         try:
-            done = await wait_for(session, sync.id, lambda s: s.status == "done", 900, "sync done")
+            done = await wait_for(session, sync_id, lambda s: s.status == "done", 900, "sync done")
+            figures = {
+                "seen": (done.followers_seen, done.total_followers, done.contacts_created),
+                "profiles": (done.profiles_fetched, done.profiles_total),
+                "pages": done.pages,
+            }
         finally:
             second.stop()
 
@@ -176,13 +183,13 @@ class TestCrashAndResume:
             select(func.count())
             .select_from(ContactIdentity)
             .where(
-                ContactIdentity.kind == IdentityKind.wechat_openid, ContactIdentity.account_id == account.id
+                ContactIdentity.kind == IdentityKind.wechat_openid, ContactIdentity.account_id == account_id
             )
         )
         assert await session.scalar(openids) == FOLLOWERS
         assert await session.scalar(openids.where(ContactIdentity.profile_synced_at.is_(None))) == 0
-        assert (done.followers_seen, done.total_followers, done.contacts_created) == (FOLLOWERS,) * 3
-        assert (done.profiles_fetched, done.profiles_total) == (FOLLOWERS, FOLLOWERS)
+        assert figures["seen"] == (FOLLOWERS,) * 3
+        assert figures["profiles"] == (FOLLOWERS, FOLLOWERS)
 
         usage = sim.usage()
         assert usage["user_get"] <= quotas["user_get"]
@@ -191,8 +198,10 @@ class TestCrashAndResume:
         assert "45009" not in errors, "the platform never had to refuse a call for quota"
         # Resumed from the saved cursor, not from the start: every page was stored exactly once
         # (a walk from the start would have counted the first pages' followers again).
-        assert done.pages == FOLLOWERS // 10_000 + 1
-        assert usage["user_get"] <= done.pages + 1, "at most the page in flight at the kill was fetched twice"
+        assert figures["pages"] == FOLLOWERS // 10_000 + 1
+        assert usage["user_get"] <= figures["pages"] + 1, (
+            "at most the page in flight at the kill was fetched twice"
+        )
 
 
 class TestQuota:
@@ -202,12 +211,13 @@ class TestQuota:
         sim = SimAccount(wechat_sim, 250)
         account = await connect(session, sim, user_info=2)
         sync = await sync_service.start_sync(session, account, actor_id=None)
+        sync_id = sync.id
         await session.commit()
         ctx = app.state.ctx
         claim = await sync_service.claim_sync(ctx)
         assert claim is not None
         await sync_service.run_sync(ctx, claim)
-        walked = await state(session, sync.id)
+        walked = await state(session, sync_id)
         assert (walked.status, walked.followers_seen, walked.profiles_total) == ("profiles", 250, 250)
         assert sim.usage()["user_get"] == 2  # one page and the empty one that ends the list
 
@@ -222,7 +232,7 @@ class TestQuota:
         claim = await sync_service.claim_sync(ctx)
         assert claim is not None
         await sync_service.run_sync(ctx, claim)
-        waiting = await state(session, sync.id)
+        waiting = await state(session, sync_id)
         assert (waiting.status, waiting.profiles_fetched) == ("profiles", 200)
 
     async def test_a_platform_45009_defers_the_walk_to_beijing_midnight(
@@ -232,12 +242,13 @@ class TestQuota:
         sim = SimAccount(wechat_sim, 10_500, daily_quotas={"user_get": 1})
         account = await connect(session, sim)
         sync = await sync_service.start_sync(session, account, actor_id=None)
+        sync_id = sync.id
         await session.commit()
         ctx = app.state.ctx
         claim = await sync_service.claim_sync(ctx)
         assert claim is not None
         await sync_service.run_sync(ctx, claim)
-        deferred = await state(session, sync.id)
+        deferred = await state(session, sync_id)
         assert (deferred.status, deferred.followers_seen) == ("waiting_quota", 10_000)
         assert deferred.due_at is not None
         assert abs((deferred.due_at - next_beijing_midnight()).total_seconds()) < 5

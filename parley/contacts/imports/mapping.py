@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from parley.contacts.fields import (
@@ -156,6 +158,10 @@ class Spec:
     key: str
     account_id: uuid.UUID | None
     definitions: dict[str, AttributeDefinition]
+    plan: list[_Column] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.plan = _plan(self)
 
     @property
     def key_column(self) -> int:
@@ -212,59 +218,81 @@ def compile_spec(
     return Spec(headers, mapping, key, account_id if OPENID in mapping else None, by_key)
 
 
-def _coerce(spec: Spec, target: str, raw: Any) -> Any:
-    if target.startswith(ATTR):
-        return coerce_attribute(spec.definitions[target[len(ATTR) :]], raw)
-    if target == TAGS:
-        return parse_tag_names(raw)
-    if target in (OPENID, UNIONID):
-        return coerce_identifier(target, raw)
-    return coerce_standard(target, raw)
+@dataclass(frozen=True)
+class _Column:
+    index: int
+    header: str
+    target: str
+    kind: str  # standard | attribute | tags | identity
+    coerce: Callable[[Any], Any]
 
 
-def _blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or (value == "unknown")
-
-
-def validate_row(spec: Spec, number: int, cells: list[Any]) -> Row | list[Rejection]:
-    """The row's values, or one rejection per bad cell."""
-    rejections: list[Rejection] = []
-    values: dict[str, Any] = {}
+def _plan(spec: Spec) -> list[_Column]:
+    """One entry per mapped column with its validator bound, worked out once per file, not per row."""
+    plan: list[_Column] = []
     for index, target in enumerate(spec.mapping):
         if not target:
             continue
-        raw = cells[index] if index < len(cells) else None
+        header = spec.headers[index]
+        if target.startswith(ATTR):
+            plan.append(
+                _Column(
+                    index,
+                    header,
+                    target,
+                    "attribute",
+                    partial(coerce_attribute, spec.definitions[target[len(ATTR) :]]),
+                )
+            )
+        elif target == TAGS:
+            plan.append(_Column(index, header, target, "tags", parse_tag_names))
+        elif target in (OPENID, UNIONID):
+            plan.append(_Column(index, header, target, "identity", partial(coerce_identifier, target)))
+        else:
+            plan.append(_Column(index, header, target, "standard", partial(coerce_standard, target)))
+    return plan
+
+
+def validate_row(spec: Spec, number: int, cells: list[Any]) -> Row | list[Rejection]:
+    """The row's values, or one rejection per bad cell. Blank cells set nothing."""
+    rejections: list[Rejection] = []
+    values: list[tuple[_Column, Any]] = []
+    key_value: Any = None
+    width = len(cells)
+    for column in spec.plan:
+        raw = cells[column.index] if column.index < width else None
         try:
-            value = _coerce(spec, target, raw)
+            value = column.coerce(raw)
         except FieldError as exc:
-            rejections.append(Rejection(number, spec.headers[index], show(raw)[:500], exc.message[:500]))
+            rejections.append(Rejection(number, column.header, show(raw)[:500], exc.message[:500]))
             continue
-        # Blank cells leave the contact as it is; "unknown" gender says nothing either.
-        if not _blank(value):
-            values[target] = value
-    key_value = values.get(spec.key)
+        # Blank cells leave the contact as it is; an "unknown" gender says nothing either.
+        if value is None or value == "" or value == [] or (column.target == "gender" and value == "unknown"):
+            continue
+        values.append((column, value))
+        if column.target == spec.key:
+            key_value = value
     if not rejections and key_value is None:
-        column = spec.headers[spec.key_column]
-        rejections.append(Rejection(number, column, "", "is empty, and this column identifies the contact"))
+        rejections.append(
+            Rejection(
+                number, spec.headers[spec.key_column], "", "is empty, and this column identifies the contact"
+            )
+        )
     if rejections:
         return rejections
-    key_text = str(key_value)
-    row = Row(number=number, key=spec.identity(spec.key, key_text))
-    for target, value in values.items():
-        if target.startswith(ATTR):
-            row.attributes[target[len(ATTR) :]] = value
-        elif target == TAGS:
-            row.tags = value
-        elif target in (OPENID, UNIONID):
-            if target != spec.key:
-                row.identities.append(spec.identity(target, value))
-        else:
+    row = Row(number=number, key=spec.identity(spec.key, _identity_text(key_value)))
+    for column, value in values:
+        target = column.target
+        if column.kind == "standard":
             row.standard[target] = value
-            if target in ("phone", "email") and target != spec.key:
+            if target != spec.key and target in ("phone", "email"):
                 row.identities.append(spec.identity(target, value))
-    if spec.key.startswith(ATTR):
-        # The external id is also an attribute, kept as its validated value (a number stays a number).
-        row.key = spec.identity(spec.key, _identity_text(key_value))
+        elif column.kind == "attribute":
+            row.attributes[target[len(ATTR) :]] = value
+        elif column.kind == "tags":
+            row.tags = value
+        elif target != spec.key:
+            row.identities.append(spec.identity(target, value))
     return row
 
 

@@ -92,7 +92,10 @@ def iter_rows(content: bytes, fmt: str) -> Iterator[list[Any]]:
 
 
 def blank_row(cells: list[Any]) -> bool:
-    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
+    try:
+        return not "".join(cells).strip()  # a CSV row: all text
+    except TypeError:
+        return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
 
 def show(value: Any) -> str:

@@ -204,7 +204,12 @@ class TestCsvImport:
 
     async def test_rejected_rows_download_as_csv(self, app, client, admin_headers) -> None:
         content = csv_bytes(
-            [["Email", "Birthday"], ["ok@example.com", "1990-01-02"], ["x@example.com", "31/31/1990"]]
+            [
+                ["Email", "Birthday"],
+                ["ok@example.com", "1990-01-02"],
+                ["x@example.com", "31/31/1990"],
+                ['=HYPERLINK("http://evil")', ""],
+            ]
         )
         created = await upload(client, admin_headers, content, mapping=["email", "birthday"], key="email")
         await work(app)
@@ -217,6 +222,8 @@ class TestCsvImport:
         assert rows[0] == ["row", "column", "value", "reason"]
         assert rows[1][:3] == ["3", "Birthday", "31/31/1990"]
         assert "not a date" in rows[1][3]
+        # An uploaded value that Excel would run as a formula is written as text.
+        assert rows[2][:3] == ["4", "Email", '\'=HYPERLINK("http://evil")']
 
 
 class TestFormats:

@@ -400,9 +400,14 @@ async def rejections_csv(session: AsyncSession, job_id: uuid.UUID) -> str:
         .where(ContactImportRejection.import_id == job_id)
         .order_by(ContactImportRejection.row_number, ContactImportRejection.id)
     )
-    async for row in result:
-        writer.writerow(list(row))
+    async for number, column, value, reason in result:
+        writer.writerow([number, _cell(column), _cell(value), reason])
     return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    # A cell starting with = + - @ is a formula to Excel: the uploaded values must not run as one.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 async def recent_imports(session: AsyncSession, limit: int = 20) -> list[ContactImport]:

@@ -23,6 +23,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.contacts.imports.ids import uuid7
 from parley.contacts.imports.mapping import Identity, Row
 from parley.contacts.imports.tags import add_contact_tags, ensure_tags
 from parley.kit.types import utcnow
@@ -168,7 +169,7 @@ async def upsert_rows(
         taken.add(identity)
         new_identities.append(
             {
-                "id": uuid.uuid4(),
+                "id": uuid7(),
                 "contact_id": contact_id,
                 "account_id": uuid.UUID(identity.scope)
                 if identity.kind == IdentityKind.wechat_openid
@@ -197,7 +198,7 @@ async def upsert_rows(
             )
             continue
         if contact_id is None:
-            contact_id = uuid.uuid4()
+            contact_id = uuid7()
             values: dict[str, Any] = dict.fromkeys(("phone", "email", "birthday"))
             values.update(dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""))
             values["gender"] = "unknown"

@@ -35,6 +35,7 @@ from parley.channels.base import (
 )
 from parley.channels.runtime import runtime
 from parley.contacts.identity import placeholder_name
+from parley.contacts.imports.ids import uuid7
 from parley.contacts.sync import quota
 from parley.context import Context
 from parley.db import session_scope
@@ -173,7 +174,7 @@ async def upsert_followers(session: AsyncSession, account: ChannelAccount, openi
     contacts: list[dict[str, Any]] = []
     identities: list[dict[str, Any]] = []
     for openid in fresh:
-        contact_id = uuid.uuid4()
+        contact_id = uuid7()
         contacts.append(
             {
                 "id": contact_id,
@@ -194,7 +195,7 @@ async def upsert_followers(session: AsyncSession, account: ChannelAccount, openi
         )
         identities.append(
             {
-                "id": uuid.uuid4(),
+                "id": uuid7(),
                 "contact_id": contact_id,
                 "account_id": account.id,
                 "kind": IdentityKind.wechat_openid,

@@ -233,8 +233,8 @@ async def _walk(ctx: Context, claim: Claim, account: ChannelAccount, cursor: str
         try:
             page = await client.followers_page(cursor)
         except ChannelQuotaExceededError as exc:
-            reset_at = exc.reset_at or await quota.exhaust(ctx, account, "user_get")
-            await quota.exhaust(ctx, account, "user_get")
+            reset_at = await quota.exhaust(ctx, account, "user_get")
+            reset_at = exc.reset_at or reset_at
             await _release(ctx, claim, status=SyncStatus.waiting_quota.value, due_at=reset_at)
             return False
         except ChannelPermanentError as exc:

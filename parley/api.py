@@ -8,6 +8,10 @@ from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
 from parley.contacts.endpoints import router as contacts_router
 from parley.contacts.pages import router as contact_pages
+from parley.contacts.imports.endpoints import router as contact_imports_router
+from parley.contacts.imports.pages import router as contact_import_pages
+from parley.contacts.sync.endpoints import pages as follower_sync_pages
+from parley.contacts.sync.endpoints import router as follower_sync_router
 from parley.conversations.endpoints import router as conversations_router
 from parley.conversations.pages import router as inbox_settings_pages
 from parley.delivery.endpoints import pages as delivery_pages
@@ -34,3 +38,7 @@ router.include_router(routing_router)
 router.include_router(routing_pages)
 router.include_router(contacts_router)
 router.include_router(contact_pages)
+router.include_router(contact_imports_router)
+router.include_router(contact_import_pages)
+router.include_router(follower_sync_router)
+router.include_router(follower_sync_pages)

@@ -96,7 +96,14 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
     app.add_exception_handler(ParleyError, _handle_error)
     app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_inbound)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        uploads={
+            "/api/v1/contacts/imports": settings.import_max_bytes,
+            "/contacts/imports": settings.import_max_bytes,
+        },
+    )
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     app.include_router(router)
     return app

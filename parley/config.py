@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     delivery_poll_s: float = Field(default=0.1, gt=0)
     delivery_max_attempts: int = Field(default=8, ge=1)
 
+    # Contact import and follower sync (parley/contacts/imports, parley/contacts/sync).
+    contacts_job_lease_s: float = Field(default=30.0, gt=0)
+    import_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if not self.database_url:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from parley.models.contact import AttributeDefinition, AttributeType
 
@@ -59,6 +59,11 @@ def parse_date(field: str, raw: Any) -> date:
     if isinstance(raw, date):
         return raw
     text = str(raw).strip()
+    if _ISO_DATE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise FieldError(field, f"{text!r} is not a date (use YYYY-MM-DD)") from None
     for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日"):
         try:
             return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a calendar date, no time zone
@@ -67,17 +72,46 @@ def parse_date(field: str, raw: Any) -> date:
     raise FieldError(field, f"{text!r} is not a date (use YYYY-MM-DD)")
 
 
+_NOT_DIGIT = re.compile(r"\D")
+_LETTER = re.compile(r"[^\W\d_]")
+_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")  # typed with a Chinese input method
+
+
 def normalise_phone(field: str, raw: Any) -> str:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # a spreadsheet cell holding the number as a number
     text = str(raw).strip()
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if text.startswith("00"):
+    digits = _NOT_DIGIT.sub("", text).translate(_FULLWIDTH)
+    if text.startswith(("00", "００")):
         digits = digits[2:]
     # E.164: at most 15 digits; fewer than 7 is not a reachable number anywhere.
-    if not 7 <= len(digits) <= 15 or any(ch.isalpha() for ch in text):
+    if not 7 <= len(digits) <= 15 or not digits.isascii() or _LETTER.search(text):
         raise FieldError(
             field, f"{text!r} is not a phone number (use the international form, e.g. +8613800138000)"
         )
     return f"+{digits}"
+
+
+# Plain ASCII addresses are by far the most common; for them this is what validate_email
+# returns (domain lower-cased), at a hundredth of its cost, which matters for a 100,000-row
+# import. Anything else (quoted, IDNA, unusual TLDs) goes through validate_email itself.
+_PLAIN_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
+)
+
+
+def _plain_email(text: str) -> str | None:
+    match = _PLAIN_EMAIL.match(text)
+    if match is None or len(text) > 254 or text.index("@") > 64:
+        return None
+    domain = match.group(1).lower()
+    if "--" in domain or any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return f"{text[: text.index('@')]}@{domain}"
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def coerce_standard(field: str, raw: Any) -> Any:
@@ -89,6 +123,9 @@ def coerce_standard(field: str, raw: Any) -> Any:
     if field == "phone":
         return normalise_phone(field, raw)
     if field == "email":
+        fast = _plain_email(str(raw).strip())
+        if fast is not None:
+            return fast
         try:
             return validate_email(str(raw).strip(), check_deliverability=False).normalized
         except EmailNotValidError as exc:
@@ -110,6 +147,24 @@ def coerce_standard(field: str, raw: Any) -> Any:
     limit = 1000 if field == "avatar_url" else 200
     if len(text) > limit:
         raise FieldError(field, f"is longer than {limit} characters")
+    return text
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_\-.:@+]{1,255}$")
+
+
+def coerce_identifier(field: str, raw: Any) -> str | None:
+    """A platform or external id (OpenID, UnionID, a CRM's customer number); blank is None.
+
+    Spreadsheets turn long numbers into floats ("12345.0"); a whole float is read back as its digits.
+    """
+    if _blank(raw):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    text = str(raw).strip()
+    if not _IDENTIFIER.match(text):
+        raise FieldError(field, f"{text[:60]!r} is not an id (letters, digits and - _ . : @ + only)")
     return text
 
 
@@ -170,6 +225,7 @@ __all__ = [
     "STANDARD_FIELDS",
     "FieldError",
     "coerce_attribute",
+    "coerce_identifier",
     "coerce_standard",
     "normalise_phone",
     "parse_date",

@@ -96,4 +96,21 @@ __all__ += [
     "RoutingAgent",
     "RoutingQueue",
     "Strategy",
+# Contact import and follower sync (issue 6, item 5).
+from parley.models.contact_import import (  # noqa: E402
+    ContactImport,
+    ContactImportFile,
+    ContactImportRejection,
+    FollowerSync,
+    ImportStatus,
+    SyncStatus,
+)
+
+__all__ += [
+    "ContactImport",
+    "ContactImportFile",
+    "ContactImportRejection",
+    "FollowerSync",
+    "ImportStatus",
+    "SyncStatus",
 ]

@@ -14,22 +14,33 @@ class BodySizeLimitMiddleware:
     chunked upload cannot slip past the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
+        self.default_max_bytes = max_bytes
         self.max_bytes = max_bytes
+        # Path prefixes that take larger bodies (file uploads), with their own limit.
+        self.uploads = uploads or {}
+
+    def _limit(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        for prefix, limit in self.uploads.items():
+            if path.startswith(prefix) and scope.get("method") == "POST":
+                return limit
+        return self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.max_bytes:
-                    await self._refuse(send)
+                if declared < 0 or declared > max_bytes:
+                    await self._refuse(send, max_bytes)
                     return
         received = 0
         response_started = False
@@ -39,7 +50,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise _TooLarge()
             return message
 
@@ -53,11 +64,11 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
         body = json.dumps(
-            {"error": "PayloadTooLarge", "detail": f"Request body is larger than {self.max_bytes} bytes"}
+            {"error": "PayloadTooLarge", "detail": f"Request body is larger than {max_bytes} bytes"}
         ).encode()
         await send(
             {

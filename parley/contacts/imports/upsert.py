@@ -1,0 +1,280 @@
+"""Writing a batch of validated rows: find by key, compare, insert or update in bulk.
+
+A batch costs a fixed handful of statements whatever its size: one select for
+the keys, one for the contacts found, one for the other identities, one for
+their tags, then one executemany each for new contacts, new identities, new
+tags and changed contacts. A row whose values are already stored writes
+nothing, so importing the same file twice changes nothing the second time.
+
+Identities other than the key (a phone, an email, an OpenID in the row) are
+added to the contact when nobody has them yet; one that belongs to another
+contact is left where it is (the two may be one person, but merging is a
+decision for a person, not for an import).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.contacts.imports.ids import uuid7
+from parley.contacts.imports.mapping import Identity, Row
+from parley.contacts.imports.tags import add_contact_tags, ensure_tags
+from parley.kit.types import utcnow
+from parley.models import Contact, ContactIdentity, ContactTag, IdentityKind
+
+_CONTACTS = cast(Table, Contact.__table__)
+_IDENTITIES = cast(Table, ContactIdentity.__table__)
+_STANDARD_COLUMNS = (
+    "display_name",
+    "phone",
+    "email",
+    "gender",
+    "language",
+    "city",
+    "province",
+    "country",
+    "avatar_url",
+    "birthday",
+)
+
+
+class Outcome(StrEnum):
+    created = "created"
+    updated = "updated"
+    unchanged = "unchanged"
+    rejected = "rejected"
+
+
+@dataclass(frozen=True)
+class Result:
+    number: int
+    outcome: Outcome
+    contact_id: uuid.UUID | None = None
+    reason: str = ""
+
+
+def _identity_filter(identities: list[Identity]) -> Any:
+    by_scope: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for identity in identities:
+        by_scope[(identity.kind, identity.scope)].append(identity.value)
+    return or_(
+        *(
+            and_(
+                ContactIdentity.kind == kind,
+                ContactIdentity.scope == scope,
+                ContactIdentity.value.in_(sorted(set(values))),
+            )
+            for (kind, scope), values in by_scope.items()
+        )
+    )
+
+
+async def _owners(session: AsyncSession, identities: list[Identity]) -> dict[Identity, uuid.UUID]:
+    if not identities:
+        return {}
+    rows = await session.execute(
+        select(
+            ContactIdentity.kind, ContactIdentity.scope, ContactIdentity.value, ContactIdentity.contact_id
+        ).where(_identity_filter(identities))
+    )
+    return {Identity(k, s, v): c for k, s, v, c in rows.all()}
+
+
+async def _by_column(session: AsyncSession, key: str, values: list[str]) -> dict[str, uuid.UUID]:
+    """Contacts whose phone or email column holds the value but who have no identity for it."""
+    if not values or key not in ("phone", "email"):
+        return {}
+    column = Contact.phone if key == "phone" else func.lower(Contact.email)
+    rows = await session.execute(
+        select(column, Contact.id)
+        .where(column.in_(values), Contact.merged_into_id.is_(None))
+        .order_by(Contact.created_at)
+    )
+    found: dict[str, uuid.UUID] = {}
+    for value, contact_id in rows.all():
+        found.setdefault(str(value), contact_id)
+    return found
+
+
+def _default_name(row: Row) -> str:
+    if row.key.kind in (IdentityKind.phone, IdentityKind.email):
+        return row.key.value
+    return str(row.standard.get("phone") or row.standard.get("email") or row.key.value)[:200]
+
+
+async def upsert_rows(
+    session: AsyncSession,
+    rows: list[Row],
+    *,
+    source: str,
+    actor_id: uuid.UUID | None = None,
+) -> list[Result]:
+    """Writes the rows in the caller's transaction; returns one result per row, in order."""
+    if not rows:
+        return []
+    now = utcnow()
+    key_kind = rows[0].key.kind
+    owners = await _owners(session, [r.key for r in rows])
+    missing = [r.key.value for r in rows if r.key not in owners]
+    fallback = await _by_column(session, key_kind, missing)
+    target: dict[int, uuid.UUID] = {}
+    for index, row in enumerate(rows):
+        found = owners.get(row.key) or fallback.get(row.key.value)
+        if found is not None:
+            target[index] = found
+
+    existing_ids = sorted(set(target.values()))
+    current: dict[uuid.UUID, dict[str, Any]] = {}
+    if existing_ids:
+        columns = [_CONTACTS.c.id, _CONTACTS.c.attributes, *(_CONTACTS.c[name] for name in _STANDARD_COLUMNS)]
+        for record in (
+            await session.execute(select(*columns).where(_CONTACTS.c.id.in_(existing_ids)))
+        ).mappings():
+            current[record["id"]] = dict(record)
+
+    others = [identity for row in rows for identity in row.identities]
+    other_owners = await _owners(session, others)
+    tag_ids = await ensure_tags(session, {name for row in rows for name in row.tags})
+    tagged: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    if existing_ids and tag_ids:
+        tagged = set(
+            (
+                await session.execute(
+                    select(ContactTag.contact_id, ContactTag.tag_id).where(
+                        ContactTag.contact_id.in_(existing_ids), ContactTag.tag_id.in_(tag_ids.values())
+                    )
+                )
+            ).all()
+        )
+
+    results: list[Result] = []
+    new_contacts: list[dict[str, Any]] = []
+    new_identities: list[dict[str, Any]] = []
+    new_tags: list[tuple[uuid.UUID, uuid.UUID]] = []
+    changed: list[dict[str, Any]] = []
+    claimed: dict[uuid.UUID, int] = {}  # contact → the row of this batch that wrote it
+    taken: set[Identity] = set()
+
+    def attach(contact_id: uuid.UUID, identity: Identity) -> bool:
+        owner = other_owners.get(identity) or owners.get(identity)
+        if owner is not None or identity in taken:
+            return False
+        taken.add(identity)
+        new_identities.append(
+            {
+                "id": uuid7(),
+                "contact_id": contact_id,
+                "account_id": uuid.UUID(identity.scope)
+                if identity.kind == IdentityKind.wechat_openid
+                else None,
+                "kind": identity.kind,
+                "scope": identity.scope,
+                "value": identity.value,
+                "verified": False,
+                "created_at": now,
+            }
+        )
+        return True
+
+    for index, row in enumerate(rows):
+        contact_id = target.get(index)
+        if contact_id is None and row.key in taken:
+            results.append(
+                Result(row.number, Outcome.rejected, None, "the key is already used by another row")
+            )
+            continue
+        if contact_id is not None and contact_id in claimed:
+            results.append(
+                Result(
+                    row.number, Outcome.rejected, contact_id, f"the same contact as row {claimed[contact_id]}"
+                )
+            )
+            continue
+        if contact_id is None:
+            contact_id = uuid7()
+            values: dict[str, Any] = dict.fromkeys(("phone", "email", "birthday"))
+            values.update(dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""))
+            values["gender"] = "unknown"
+            values.update(row.standard)
+            values["display_name"] = row.standard.get("display_name") or _default_name(row)
+            new_contacts.append(
+                {
+                    **values,
+                    "id": contact_id,
+                    "attributes": dict(row.attributes),
+                    "lifecycle_stage": "new",
+                    "inbound_count": 0,
+                    "outbound_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            attach(contact_id, row.key)
+            for identity in row.identities:
+                attach(contact_id, identity)
+            new_tags.extend((contact_id, tag_ids[name]) for name in row.tags)
+            claimed[contact_id] = row.number
+            results.append(Result(row.number, Outcome.created, contact_id))
+            continue
+        claimed[contact_id] = row.number
+        before = current[contact_id]
+        after = {name: before[name] for name in _STANDARD_COLUMNS}
+        after.update(row.standard)
+        attributes = {**(before["attributes"] or {}), **row.attributes}
+        dirty = after != {name: before[name] for name in _STANDARD_COLUMNS} or attributes != (
+            before["attributes"] or {}
+        )
+        if row.key not in owners:
+            dirty = attach(contact_id, row.key) or dirty
+        for identity in row.identities:
+            dirty = attach(contact_id, identity) or dirty
+        for name in row.tags:
+            pair = (contact_id, tag_ids[name])
+            if pair not in tagged:
+                tagged.add(pair)
+                new_tags.append(pair)
+                dirty = True
+        if dirty:
+            changed.append(
+                {
+                    **{f"v_{name}": value for name, value in after.items()},
+                    "v_id": contact_id,
+                    "v_attributes": attributes,
+                    "v_updated_at": now,
+                }
+            )
+            results.append(Result(row.number, Outcome.updated, contact_id))
+        else:
+            results.append(Result(row.number, Outcome.unchanged, contact_id))
+
+    if new_contacts:
+        await session.execute(insert(_CONTACTS), new_contacts)
+    if new_identities:
+        await session.execute(insert(_IDENTITIES), new_identities)
+    if new_tags:
+        await add_contact_tags(session, new_tags, source=source, added_by_id=actor_id)
+    if changed:
+        statement = (
+            update(_CONTACTS)
+            .where(_CONTACTS.c.id == bindparam("v_id", type_=_CONTACTS.c.id.type))
+            .values(
+                {
+                    # Bind names must differ from column names in an UPDATE's SET clause.
+                    **{
+                        name: bindparam(f"v_{name}", type_=_CONTACTS.c[name].type)
+                        for name in _STANDARD_COLUMNS
+                    },
+                    "attributes": bindparam("v_attributes", type_=_CONTACTS.c.attributes.type),
+                    "updated_at": bindparam("v_updated_at", type_=_CONTACTS.c.updated_at.type),
+                }
+            )
+        )
+        await session.execute(statement, changed)
+    return results

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from parley.bench.support import cpu_seconds
 from parley.cli import bench_app
 
 
@@ -57,15 +58,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) 
             pass
         time.sleep(0.1)
     raise RuntimeError("simulator did not start")
-
-
-def _cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) a process has used so far; None where /proc is not available."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _steady_rate(times: list[float]) -> float:
@@ -282,9 +274,9 @@ async def _run(
                     select(func.count()).where(Message.status == MessageStatus.queued)
                 )
                 if cpu_start is None and (queued or 0) < messages:
-                    cpu_start = (messages - (queued or 0), [_cpu_s(pid) for pid in pids])
+                    cpu_start = (messages - (queued or 0), [cpu_seconds(pid) for pid in pids])
                 elif cpu_start is not None and queued:
-                    cpu_end = (messages - queued, [_cpu_s(pid) for pid in pids])
+                    cpu_end = (messages - queued, [cpu_seconds(pid) for pid in pids])
                 if agent_reply and reply_key is None and (queued or 0) <= messages // 2:
                     # Half the broadcast is still queued: now an agent answers a customer.
                     async with session_scope(ctx.sessionmaker) as write:

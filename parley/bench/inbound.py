@@ -20,8 +20,17 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from httpx_aiohttp import AiohttpTransport
 
-from parley.bench.support import BENCH_SECRET, Process, Workspace, free_port, percentile, workspace
+from parley.bench.support import (
+    BENCH_SECRET,
+    Process,
+    Workspace,
+    cpu_seconds,
+    free_port,
+    percentile,
+    workspace,
+)
 from parley.channels.wechat.crypto import MessageCrypto, sha1_signature
 from parley.cli import bench_app
 
@@ -42,6 +51,7 @@ class Result:
     e2e_ms: list[float] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
+    server_cpu_s: float | None = None
 
 
 async def _setup(ws: Workspace) -> str:
@@ -168,7 +178,10 @@ async def _load(
     for n in range(messages):
         queue.put_nowait(n)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    # aiohttp under httpx: the load generator shares this machine's two cores with the server, and this
+    # transport spends about half of httpcore's CPU per request.
+    transport = AiohttpTransport(limits=limits)
+    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
         result.started = time.perf_counter()
 
         async def worker() -> None:
@@ -226,6 +239,11 @@ def _summary(result: Result, *, mode: str) -> dict[str, Any]:
         "p99_ms": round(percentile(latencies, 99), 2),
         "http_p50_ms": round(percentile(result.http_ms, 50), 2),
         "http_p99_ms": round(percentile(result.http_ms, 99), 2),
+        # The server's own CPU per message over the measured run: unlike the rate, it hardly depends
+        # on what else this machine is running.
+        "server_cpu_ms_per_msg": round(result.server_cpu_s * 1000 / result.ok, 3)
+        if result.server_cpu_s is not None and result.ok
+        else None,
     }
 
 
@@ -239,7 +257,7 @@ def _run(
             args = ["parley.bench.ceiling", "--port", str(port)]
         else:
             args = ["parley", "serve", "--port", str(port), "--no-workers"]
-        with Process(args, ws.env(), ws.directory / f"{mode}.log", port).start():
+        with Process(args, ws.env(), ws.directory / f"{mode}.log", port).start() as server:
             base = f"http://127.0.0.1:{port}"
             url = f"{base}/channels/wechat/{account_id}/webhook"
             # A short warm-up so first-request costs (imports, connection pools) don't count.
@@ -254,6 +272,8 @@ def _run(
                     base=base,
                 )
             )
+            pid = server.proc.pid if server.proc else 0
+            cpu_before = cpu_seconds(pid)
             result = asyncio.run(
                 _load(
                     url,
@@ -265,6 +285,9 @@ def _run(
                     base=base,
                 )
             )
+            cpu_after = cpu_seconds(pid)
+            if cpu_before is not None and cpu_after is not None:
+                result.server_cpu_s = cpu_after - cpu_before
         return _summary(result, mode=mode)
 
 
@@ -304,6 +327,8 @@ def bench_inbound(
             "p50_ms": pipeline["p50_ms"],
             "p99_ms": pipeline["p99_ms"],
             "ceiling_rate_per_s": limit["rate_per_s"],
+            "server_cpu_ms_per_msg": pipeline["server_cpu_ms_per_msg"],
+            "ceiling_server_cpu_ms_per_msg": limit["server_cpu_ms_per_msg"],
             "share_of_ceiling": round(pipeline["rate_per_s"] / limit["rate_per_s"], 3)
             if limit["rate_per_s"]
             else None,

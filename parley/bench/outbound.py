@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from parley.bench.support import cpu_seconds
 from parley.cli import bench_app
 
 
@@ -84,6 +85,13 @@ def outbound(
         bool, typer.Option("--agent-reply", help="Also send one agent reply mid-run and time it")
     ] = False,
     timeout_s: Annotated[float, typer.Option(help="Give up after this long")] = 900.0,
+    status_webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--status-webhooks",
+            help="Let the simulator POST its status webhooks (to a closed port) as well, as it did before",
+        ),
+    ] = False,
 ) -> None:
     """Outbound delivery: enqueue rate, delivery rate at the simulator, end-to-end latency."""
     tmp = Path(tempfile.mkdtemp(prefix="parley-bench-outbound-"))
@@ -111,6 +119,7 @@ def outbound(
                 env=env,
                 url=url,
                 sim_url=sim_url,
+                sim_pid=sim.pid,
                 tmp=tmp,
                 messages=messages,
                 recipients=recipients,
@@ -119,6 +128,7 @@ def outbound(
                 burst=burst,
                 agent_reply=agent_reply,
                 timeout_s=timeout_s,
+                status_webhooks=status_webhooks,
                 procs=procs,
             )
         )
@@ -138,6 +148,7 @@ async def _run(
     env: dict[str, str],
     url: str,
     sim_url: str,
+    sim_pid: int,
     tmp: Path,
     messages: int,
     recipients: int,
@@ -146,6 +157,7 @@ async def _run(
     burst: float,
     agent_reply: bool,
     timeout_s: float,
+    status_webhooks: bool,
     procs: list[subprocess.Popen[bytes]],
 ) -> dict[str, Any]:
     from pydantic import SecretStr
@@ -176,7 +188,7 @@ async def _run(
                     "access_token": token,
                     "app_secret": "bench-app-secret",
                     "verify_token": "bench-verify-token",
-                    # Status webhooks are not measured here: a closed port makes them fail at once.
+                    # With --status-webhooks, a closed port makes them fail at once.
                     "webhook_url": f"http://127.0.0.1:{_free_port()}/nowhere",
                 },
             )
@@ -195,6 +207,9 @@ async def _run(
                     "status_mode": "manual",
                     "webhook_retry_delays_s": [],
                     "webhook_timeout_s": 1.0,
+                    # The platform's status webhooks are its own work, not Parley's; on this machine they
+                    # would compete with the worker for the same cores (``--status-webhooks`` keeps them).
+                    "webhooks_subscribed": status_webhooks,
                 },
             )
         ).raise_for_status()
@@ -246,6 +261,11 @@ async def _run(
             procs.append(_start(["worker"], env, tmp / f"worker-{i}.log"))
 
         reply_key: str | None = None
+        # CPU per delivered message, measured from the first recorded send to the last: unlike the
+        # rates, it does not depend on what else the machine is running.
+        cpu_start: tuple[int, list[float | None]] | None = None
+        cpu_end: tuple[int, list[float | None]] | None = None
+        pids = [sim_pid, *(p.pid for p in procs)]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             await asyncio.sleep(0.25)
@@ -253,6 +273,10 @@ async def _run(
                 queued = await session.scalar(
                     select(func.count()).where(Message.status == MessageStatus.queued)
                 )
+                if cpu_start is None and (queued or 0) < messages:
+                    cpu_start = (messages - (queued or 0), [cpu_seconds(pid) for pid in pids])
+                elif cpu_start is not None and queued:
+                    cpu_end = (messages - queued, [cpu_seconds(pid) for pid in pids])
                 if agent_reply and reply_key is None and (queued or 0) <= messages // 2:
                     # Half the broadcast is still queued: now an agent answers a customer.
                     async with session_scope(ctx.sessionmaker) as write:
@@ -304,8 +328,18 @@ async def _run(
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(_percentile(latencies, 0.99), 1) if latencies else None,
         "simulator_errors": stats.get("errors_by_code", {}),
+        "status_webhooks": status_webhooks,
         "cpus": os.cpu_count(),
     }
+    if cpu_start is not None and cpu_end is not None and cpu_end[0] > cpu_start[0]:
+        done = cpu_end[0] - cpu_start[0]
+        used = [
+            (b - a) if a is not None and b is not None else None
+            for a, b in zip(cpu_start[1], cpu_end[1], strict=True)
+        ]
+        if None not in used:
+            result["simulator_cpu_ms_per_msg"] = round(used[0] * 1000 / done, 3)  # type: ignore[operator]
+            result["workers_cpu_ms_per_msg"] = round(sum(used[1:]) * 1000 / done, 3)  # type: ignore[arg-type]
     if reply_key is not None:
         reply_at = next((float(e["timestamp"]) for e in record if e["idempotency_key"] == reply_key), None)
         result["agent_reply_ms"] = round((reply_at - created[reply_key]) * 1000, 1) if reply_at else None

@@ -64,6 +64,15 @@ def workspace(database_url: str | None = None) -> Iterator[Workspace]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where /proc is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Process:
     """A ``python -m …`` subprocess that is stopped when the benchmark ends."""
 

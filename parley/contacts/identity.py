@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import ChannelType, Sender
 from parley.contacts.merge import live_contact_id
+from parley.kit.types import utcnow
 from parley.models import ChannelAccount, Contact, ContactIdentity, IdentityKind
 
 
@@ -85,20 +87,59 @@ async def attach_identity(session: AsyncSession, contact: Contact, account: Chan
     """Adds an identity unless it exists; a concurrent insert of the same one is not an error."""
     if await find_identity(session, key) is not None:
         return
-    try:
-        async with session.begin_nested():
-            session.add(
-                ContactIdentity(
-                    contact_id=contact.id,
-                    account_id=account.id if key.scope else None,
-                    kind=key.kind,
-                    scope=key.scope,
-                    value=key.value,
-                    verified=key.verified,
-                )
-            )
-    except IntegrityError:
-        pass
+    await _insert_identity(session, contact, account, key)
+
+
+# The inbound pipeline's hot statements, built once: SQLAlchemy memoizes a statement's cache key on the
+# object, so a prebuilt statement skips construction and cache-key generation on every message.
+_IDENTITY_CONTACT = (
+    select(ContactIdentity.contact_id, Contact)
+    .outerjoin(Contact, Contact.id == ContactIdentity.contact_id)
+    .where(
+        ContactIdentity.kind == bindparam("kind"),
+        ContactIdentity.scope == bindparam("scope"),
+        ContactIdentity.value == bindparam("value"),
+    )
+)
+
+
+def _identity_insert(dialect_insert: Any) -> Any:
+    return (
+        dialect_insert(ContactIdentity.__table__)
+        .on_conflict_do_nothing(index_elements=["kind", "scope", "value"])
+        .returning(ContactIdentity.__table__.c.id)
+    )
+
+
+_IDENTITY_INSERTS = {
+    "postgresql": _identity_insert(postgresql.insert),
+    "sqlite": _identity_insert(sqlite.insert),
+}
+
+
+async def _insert_identity(
+    session: AsyncSession, contact: Contact, account: ChannelAccount, key: Key
+) -> bool:
+    """Inserts the identity unless one with the same key exists (whoever's); True if this call added it.
+
+    ``ON CONFLICT DO NOTHING`` rather than a savepoint around an ORM insert: a concurrent insert of
+    the same identity loses quietly in one statement instead of three.
+    """
+    stmt = _IDENTITY_INSERTS[session.get_bind().dialect.name]
+    added = await session.scalar(
+        stmt,
+        {
+            "id": uuid.uuid4(),
+            "contact_id": contact.id,
+            "account_id": account.id if key.scope else None,
+            "kind": key.kind,
+            "scope": key.scope,
+            "value": key.value,
+            "verified": key.verified,
+            "created_at": utcnow(),
+        },
+    )
+    return added is not None
 
 
 async def resolve_contact(
@@ -107,10 +148,22 @@ async def resolve_contact(
     """Returns the sender's contact and whether it was created now."""
     keys = identity_keys(account, sender)
     contact: Contact | None = None
+    exists: dict[Key, bool] = {}
     for key in keys:
-        found = await find_identity(session, key)
-        if found is not None:
-            contact = await _live_contact(session, found.contact_id)
+        # The identity and its contact in one statement; merges are followed only when there was one.
+        row = (
+            await session.execute(
+                _IDENTITY_CONTACT, {"kind": key.kind, "scope": key.scope, "value": key.value}
+            )
+        ).first()
+        exists[key] = row is not None
+        if row is not None:
+            contact_id = row[0]
+            candidate: Contact | None = row[1]  # None: the identity outlived its contact
+            if candidate is not None and candidate.merged_into_id is None:
+                contact = candidate
+            else:
+                contact = await _live_contact(session, contact_id)
             if contact is not None:
                 break
     created = contact is None
@@ -131,9 +184,14 @@ async def resolve_contact(
             contact.display_name = sender.display_name
         if sender.phone and not contact.phone:
             contact.phone = normalise_phone(sender.phone)
-    for key in keys:
-        await attach_identity(session, contact, account, key)
-    if created:
+    first_added = False
+    for index, key in enumerate(keys):
+        if exists.get(key):
+            continue  # already someone's identity: left as it is
+        added = await _insert_identity(session, contact, account, key)
+        if index == 0:
+            first_added = added
+    if created and not first_added:
         # Two nodes may have created the same new contact at once; the identity
         # insert that lost the race tells us, and we adopt the winner's contact.
         owner = await find_identity(session, keys[0])

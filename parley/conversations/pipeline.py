@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import InboundEvent, InboundKind
@@ -68,32 +68,47 @@ def preview(event: InboundEvent) -> str:
     return f"[{event.type}]"
 
 
+# Built once: SQLAlchemy memoizes a statement's cache key on the object (see contacts/identity.py).
+_ACTIVE_CONVERSATION = select(Conversation).where(
+    Conversation.contact_id == bindparam("contact_id"),
+    Conversation.account_id == bindparam("account_id"),
+    Conversation.status != ConversationStatus.resolved,
+)
+_LATEST_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.contact_id == bindparam("contact_id"), Conversation.account_id == bindparam("account_id")
+    )
+    .order_by(Conversation.resolved_at.desc())
+    .limit(1)
+)
+
+
 async def _conversation(
-    session: AsyncSession, *, contact: Contact, account: ChannelAccount, now: datetime
+    session: AsyncSession,
+    *,
+    contact: Contact,
+    account: ChannelAccount,
+    now: datetime,
+    new_contact: bool = False,
 ) -> tuple[Conversation, bool]:
-    """The contact's active conversation on the account, reopened or started as needed."""
-    active = await session.scalar(
-        select(Conversation).where(
-            Conversation.contact_id == contact.id,
-            Conversation.account_id == account.id,
-            Conversation.status != ConversationStatus.resolved,
-        )
-    )
-    if active is not None:
-        if active.status in (ConversationStatus.snoozed, ConversationStatus.pending):
-            active.status = ConversationStatus.open
-            active.snoozed_until = None
-        return active, False
-    latest = await session.scalar(
-        select(Conversation)
-        .where(Conversation.contact_id == contact.id, Conversation.account_id == account.id)
-        .order_by(Conversation.resolved_at.desc())
-        .limit(1)
-    )
-    if latest is not None and latest.resolved_at is not None and latest.resolved_at > now - REOPEN_WINDOW:
-        latest.status = ConversationStatus.open
-        latest.resolved_at = None
-        return latest, True
+    """The contact's active conversation on the account, reopened or started as needed.
+
+    ``new_contact``: the contact was created in this transaction, so it has no conversations to find.
+    """
+    if not new_contact:
+        ids = {"contact_id": contact.id, "account_id": account.id}
+        active = await session.scalar(_ACTIVE_CONVERSATION, ids)
+        if active is not None:
+            if active.status in (ConversationStatus.snoozed, ConversationStatus.pending):
+                active.status = ConversationStatus.open
+                active.snoozed_until = None
+            return active, False
+        latest = await session.scalar(_LATEST_CONVERSATION, ids)
+        if latest is not None and latest.resolved_at is not None and latest.resolved_at > now - REOPEN_WINDOW:
+            latest.status = ConversationStatus.open
+            latest.resolved_at = None
+            return latest, True
     conversation = Conversation(
         id=uuid.uuid4(), contact_id=contact.id, account_id=account.id, status=ConversationStatus.open
     )
@@ -226,7 +241,9 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
         contact, created = await resolve_contact(session, account=account, sender=event.sender)
         outcome.contact = contact
         if event.kind == InboundKind.message:
-            conversation, opened = await _conversation(session, contact=contact, account=account, now=now)
+            conversation, opened = await _conversation(
+                session, contact=contact, account=account, now=now, new_contact=created
+            )
             message = Message(
                 account_id=account.id,
                 conversation_id=conversation.id,

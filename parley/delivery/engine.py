@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import structlog
+from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -120,13 +121,21 @@ class DeliveryEngine:
         # that a reply never queues for a lane behind a bulk batch's sends.
         self._lanes: asyncio.Queue[int] = asyncio.Queue()
         self._express_lanes: asyncio.Queue[int] = asyncio.Queue()
+        #
+        # The lanes speak HTTP through aiohttp (httpx-aiohttp's transport) rather than httpcore: the
+        # adapters keep httpx's API, and a send costs about half the client CPU (measured against the
+        # WhatsApp simulator: 1.6-1.8 ms → 0.9 ms per request), which is most of a worker's work per
+        # message. One TLS context serves every lane; loading the CA bundle costs ~70 ms each.
         self._http: list[httpx.AsyncClient] = []
+        tls = httpx.create_ssl_context()
         for lane in range(settings.delivery_concurrency + EXPRESS_LANES):
             (self._lanes if lane < settings.delivery_concurrency else self._express_lanes).put_nowait(lane)
             self._http.append(
                 httpx.AsyncClient(
                     timeout=httpx.Timeout(20.0, connect=5.0),
-                    limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+                    transport=AiohttpTransport(
+                        verify=tls, limits=httpx.Limits(max_connections=2, max_keepalive_connections=2)
+                    ),
                 )
             )
         ctx.on_close.append(self.close)

@@ -55,3 +55,16 @@ from parley.models.outbox_job import (
 )
 
 __all__ += ["DeliveryLimit", "FlowBucket", "FlowQuotaUsage", "OutboxJob", "OutboxJobStatus"]
+
+# Automation (issue 8): replies, flows, menus.
+from parley.models.automation import (  # noqa: E402
+    AutoReplyRule,
+    Flow,
+    FlowRun,
+    FlowStep,
+    FlowVersion,
+    Menu,
+    UnmatchedText,
+)
+
+__all__ += ["AutoReplyRule", "Flow", "FlowRun", "FlowStep", "FlowVersion", "Menu", "UnmatchedText"]

@@ -42,7 +42,7 @@ _EDGE_PUNCT = "!?.,;:~·。！？，；：、…\"'“”‘’()（）[]【】"
 # Shorter keywords are too close to other words to forgive a typo: "退款" and "退货"
 # differ by one character and mean different things.
 FUZZY_MIN_LENGTH = 4
-FUZZY_TWO_EDITS_FROM = 10
+FUZZY_TWO_EDITS_FROM = 16
 
 
 def normalize(text: str) -> str:
@@ -111,42 +111,23 @@ class Matcher(Generic[T]):
         }
         self.size = len(self._entries)
 
-    def _candidate(self, index: int, length: int, edits: int, kind: MatchKind) -> Match[T]:
-        text, _, target, priority = self._entries[index]
-        return Match(
-            target=target,
-            keyword=text,
-            kind=kind,
-            length=length,
-            edits=edits,
-            order=(-length, _RANK[kind], edits, -priority, index),
-        )
-
-    def match(self, message: str, *, accept: Callable[[T], bool] | None = None) -> list[Match[T]]:
+    def _candidates(self, message: str) -> list[tuple[tuple[int, int, int, int, int], MatchKind]]:
+        """Every (order, kind) found, unsorted; objects are only built for the few that are looked at."""
         text = normalize(message)
         if not text:
             return []
-        found: dict[int, Match[T]] = {}
-
-        def keep(candidate: Match[T], index: int) -> None:
-            if accept is not None and not accept(candidate.target):
-                return
-            current = found.get(index)
-            if current is None or candidate.order < current.order:
-                found[index] = candidate
-
+        found: list[tuple[tuple[int, int, int, int, int], MatchKind]] = []
+        entries = self._entries
         for index in self._exact.get(text, ()):
-            kind = MatchKind.exact if self._entries[index][1] is MatchKind.exact else MatchKind.fuzzy
-            keep(self._candidate(index, len(text), 0, kind), index)
+            kind = MatchKind.exact if entries[index][1] is MatchKind.exact else MatchKind.fuzzy
+            found.append(((-len(text), _RANK[kind], 0, -entries[index][3], index), kind))
         if self._has_contains:
+            rank = _RANK[MatchKind.contains]
             for _end, (length, indexes) in self._automaton.iter(text):
                 for index in indexes:
-                    keep(self._candidate(index, length, 0, MatchKind.contains), index)
-        self._fuzzy_matches(text, keep)
-        return sorted(found.values(), key=lambda m: m.order)
-
-    def _fuzzy_matches(self, text: str, keep: Callable[[Match[T], int], None]) -> None:
+                    found.append(((-length, rank, 0, -entries[index][3], index), MatchKind.contains))
         n = len(text)
+        rank = _RANK[MatchKind.fuzzy]
         for length in range(max(FUZZY_MIN_LENGTH, n - 2), n + 3):
             bucket = self._fuzzy.get(length)
             if bucket is None:
@@ -155,15 +136,47 @@ class Matcher(Generic[T]):
             if abs(length - n) > limit:
                 continue
             choices, indexes = bucket
-            for _choice, edits, position in process.extract_iter(
-                text, choices, scorer=Levenshtein.distance, score_cutoff=limit
+            for _choice, edits, position in process.extract(
+                text, choices, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
             ):
                 for index in indexes[position]:
-                    keep(self._candidate(index, length, int(edits), MatchKind.fuzzy), index)
+                    found.append(((-length, rank, int(edits), -entries[index][3], index), MatchKind.fuzzy))
+        return found
+
+    def _match(self, order: tuple[int, int, int, int, int], kind: MatchKind) -> Match[T]:
+        text, _, target, _priority = self._entries[order[4]]
+        return Match(target=target, keyword=text, kind=kind, length=-order[0], edits=order[2], order=order)
+
+    def match(self, message: str, *, accept: Callable[[T], bool] | None = None) -> list[Match[T]]:
+        """Every rule the message matches (best first, one entry per keyword)."""
+        seen: set[int] = set()
+        out: list[Match[T]] = []
+        for order, kind in sorted(self._candidates(message)):
+            if order[4] in seen:
+                continue
+            seen.add(order[4])
+            candidate = self._match(order, kind)
+            if accept is None or accept(candidate.target):
+                out.append(candidate)
+        return out
 
     def best(self, message: str, *, accept: Callable[[T], bool] | None = None) -> Match[T] | None:
-        matches = self.match(message, accept=accept)
-        return matches[0] if matches else None
+        """The winner: candidates are checked against ``accept`` (time windows) in order, first one wins."""
+        candidates = self._candidates(message)
+        if not candidates:
+            return None
+        candidates.sort()
+        rejected: set[int] = set()
+        for order, kind in candidates:
+            target = self._entries[order[4]][2]
+            if accept is not None:
+                if order[4] in rejected:
+                    continue
+                if not accept(target):
+                    rejected.add(order[4])
+                    continue
+            return self._match(order, kind)
+        return None
 
 
 def compile_keywords(rules: Sequence[tuple[T, int, Iterable[tuple[str, str]]]]) -> Matcher[T]:

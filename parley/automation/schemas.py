@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, time
 from typing import Any, Literal
@@ -67,6 +68,11 @@ def render(template: str, variables: dict[str, Any]) -> str:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 class Schedule(_Model):
     """When a rule is in effect: days of the week (0 = Monday) and a daily window, in a time zone."""
 
@@ -92,7 +98,7 @@ class Schedule(_Model):
         return sorted(set(value))
 
     def active(self, at: datetime) -> bool:
-        local = at.astimezone(ZoneInfo(self.timezone))
+        local = at.astimezone(_zone(self.timezone))
         now = local.time().replace(tzinfo=None)
         if self.start <= self.end:
             return local.weekday() in self.days and self.start <= now <= self.end

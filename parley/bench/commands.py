@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from parley.bench import inbound, outbound
+from parley.bench import inbound, keywords, outbound
 
-__all__ = ["inbound", "outbound"]
+__all__ = ["inbound", "keywords", "outbound"]

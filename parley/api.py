@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from parley.auth.endpoints import router as auth_router
 from parley.automation.endpoints import router as automation_router
+from parley.automation.pages import pages as automation_pages
 from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
@@ -28,3 +29,4 @@ router.include_router(inbox_settings_pages)
 router.include_router(delivery_router)
 router.include_router(delivery_pages)
 router.include_router(automation_router)
+router.include_router(automation_pages)

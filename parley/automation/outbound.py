@@ -103,5 +103,5 @@ def _passive_capable(reply: Reply) -> bool:
         return bool(reply.media_id)
     if reply.type == "news":
         # A passive news reply to a message carries one article (PROTOCOLS.md 1.6).
-        return len(reply.articles) == 1
+        return len(reply.articles or []) == 1
     return reply.type == "text"

@@ -26,7 +26,7 @@ class Reply(_Model):
     url: str | None = Field(default=None, max_length=2000)
     title: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
-    articles: list[Article] = Field(default_factory=list, max_length=8)
+    articles: list[Article] | None = Field(default=None, max_length=8)
 
     @model_validator(mode="after")
     def _complete(self) -> Reply:
@@ -55,7 +55,7 @@ class Reply(_Model):
             music_url=self.url if self.type == "music" else None,
             title=self.title,
             description=self.description,
-            articles=self.articles,
+            articles=self.articles or [],
             idempotency_key=idempotency_key,
         )
 

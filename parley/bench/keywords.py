@@ -31,7 +31,8 @@ def _word(rng: random.Random) -> str:
     if rng.random() < 0.6:
         return "".join(rng.choice(HANZI) for _ in range(rng.randint(2, 8)))
     return " ".join(
-        "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 8))) for _ in range(rng.randint(1, 3))
+        "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 8)))
+        for _ in range(rng.randint(1, 3))
     )
 
 
@@ -44,7 +45,11 @@ def run(rules: int, messages: int, seed: int) -> dict[str, Any]:
     for i in range(rules):
         # A quarter of the rules are limited to office hours, so the time-window filter is exercised too.
         target = CompiledRule(
-            id=uuid.uuid4(), name=f"rule {i}", replies=reply, flow_id=None, schedule=office if i % 4 == 0 else None
+            id=uuid.uuid4(),
+            name=f"rule {i}",
+            replies=reply,
+            flow_id=None,
+            schedule=office if i % 4 == 0 else None,
         )
         text = _word(rng)
         texts.append(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from parley.channels.wechat.crypto import MessageCrypto
 from parley.channels.wechat.xml import parse_body
@@ -47,13 +47,17 @@ def read_reply(response: Any, *, mode: str) -> dict[str, Any] | None:
     tree = parse_body(response.content)
     if mode == "safe":
         crypto = MessageCrypto(WX["token"], WX["encoding_aes_key"], WX["app_id"])
-        assert crypto.check(str(tree["TimeStamp"]), str(tree["Nonce"]), str(tree["Encrypt"]), str(tree["MsgSignature"]))
+        assert crypto.check(
+            str(tree["TimeStamp"]), str(tree["Nonce"]), str(tree["Encrypt"]), str(tree["MsgSignature"])
+        )
         tree = parse_body(crypto.decrypt(str(tree["Encrypt"])))
     return dict(tree)
 
 
 async def create_rule(client, headers, account_id: str, **body: Any) -> dict[str, Any]:
-    response = await client.post("/api/v1/automation/rules", json={"account_id": account_id, **body}, headers=headers)
+    response = await client.post(
+        "/api/v1/automation/rules", json={"account_id": account_id, **body}, headers=headers
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -61,7 +65,9 @@ async def create_rule(client, headers, account_id: str, **body: Any) -> dict[str
 class VinService:
     """The business's own system: a real HTTP server that looks VINs up (and can fail on purpose)."""
 
-    KNOWN = {"LSVAU2180N2183294": {"model": "Model Y", "dealer": "重庆两江店"}}
+    KNOWN: ClassVar[dict[str, dict[str, str]]] = {
+        "LSVAU2180N2183294": {"model": "Model Y", "dealer": "重庆两江店"}
+    }
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -96,7 +102,9 @@ async def serve_vin_service() -> tuple[VinService, Any]:
 
     service = VinService()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
@@ -143,11 +151,32 @@ def vin_flow(url: str, *, question: str = "请发送您的17位车架号（VIN�
                 "branches": [{"when": [{"subject": "var.found", "op": "eq", "value": True}], "next": "tag"}],
                 "default": "unknown",
             },
-            {"id": "tag", "type": "set", "tags": ["车主"], "attributes": {"vin": "{{vin}}", "model": "{{model}}"}, "next": "found"},
-            {"id": "found", "type": "send", "reply": {"type": "text", "text": "您的{{model}}已找到，正在为您转接{{dealer}}顾问"}, "next": "handoff"},
+            {
+                "id": "tag",
+                "type": "set",
+                "tags": ["车主"],
+                "attributes": {"vin": "{{vin}}", "model": "{{model}}"},
+                "next": "found",
+            },
+            {
+                "id": "found",
+                "type": "send",
+                "reply": {"type": "text", "text": "您的{{model}}已找到，正在为您转接{{dealer}}顾问"},
+                "next": "handoff",
+            },
             {"id": "handoff", "type": "handoff", "queue_id": QUEUE_ID, "note": "VIN {{vin}} ({{model}})"},
-            {"id": "unknown", "type": "send", "reply": {"type": "text", "text": "未找到该车架号，请核对后重试"}, "next": "bye"},
-            {"id": "sorry", "type": "send", "reply": {"type": "text", "text": "系统繁忙，请稍后再试"}, "next": "bye"},
+            {
+                "id": "unknown",
+                "type": "send",
+                "reply": {"type": "text", "text": "未找到该车架号，请核对后重试"},
+                "next": "bye",
+            },
+            {
+                "id": "sorry",
+                "type": "send",
+                "reply": {"type": "text", "text": "系统繁忙，请稍后再试"},
+                "next": "bye",
+            },
             {"id": "bye", "type": "end"},
         ],
     }

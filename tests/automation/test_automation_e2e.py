@@ -23,7 +23,9 @@ async def vin_service():
 
 
 async def _api(stack, method: str, path: str, **kwargs):
-    response = await stack.http.request(method, f"{stack.parley}/api/v1/automation{path}", headers=stack.admin, **kwargs)
+    response = await stack.http.request(
+        method, f"{stack.parley}/api/v1/automation{path}", headers=stack.admin, **kwargs
+    )
     assert response.status_code < 300, response.text
     return response.json()
 
@@ -36,23 +38,34 @@ async def _sent_to_user(stack, app_id: str, openid: str, needle: str) -> bool:
 
 async def test_vin_flow_survives_a_server_kill_while_it_waits(stack, live_server, vin_service):
     account, account_id = await stack.connect_wechat(mode="safe")
-    await wiring.add_wechat_user(stack.http, stack.sims.wechat, account.app_id, nickname="李雷", openid="oVin")
+    await wiring.add_wechat_user(
+        stack.http, stack.sims.wechat, account.app_id, nickname="李雷", openid="oVin"
+    )
     flow = await _api(stack, "POST", "/flows", json={"name": "VIN", "definition": vin_flow(vin_service.url)})
     await _api(
         stack,
         "POST",
         "/rules",
-        json={"account_id": account_id, "name": "VIN", "keywords": [{"text": "车架号查询", "match": "exact"}], "flow_id": flow["id"]},
+        json={
+            "account_id": account_id,
+            "name": "VIN",
+            "keywords": [{"text": "车架号查询", "match": "exact"}],
+            "flow_id": flow["id"],
+        },
     )
 
-    asked = await wiring.wechat_action(stack.http, stack.sims.wechat, account.app_id, "oVin", type="text", content="车架号查询")
+    asked = await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oVin", type="text", content="车架号查询"
+    )
     # The flow's question is the passive reply, accepted by the simulator in safe mode.
     assert asked["delivered"] and asked["reply"]["content"] == "请发送您的17位车架号（VIN）", asked
 
     live_server.kill()  # SIGKILL while the run waits for the customer
     live_server.start()
 
-    answered = await wiring.wechat_action(stack.http, stack.sims.wechat, account.app_id, "oVin", type="text", content=VIN)
+    answered = await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oVin", type="text", content=VIN
+    )
     assert answered["delivered"]
 
     async def handed_off() -> bool:
@@ -63,39 +76,70 @@ async def test_vin_flow_survives_a_server_kill_while_it_waits(stack, live_server
     assert vin_service.calls == [{"vin": VIN}]
     [run] = await _api(stack, "GET", f"/flows/{flow['id']}/runs")
     steps = (await _api(stack, "GET", f"/runs/{run['id']}"))["steps"]
-    assert [s["node_id"] for s in steps] == ["ask_vin", "ask_vin", "lookup", "check", "tag", "found", "handoff"]
+    assert [s["node_id"] for s in steps] == [
+        "ask_vin",
+        "ask_vin",
+        "lookup",
+        "check",
+        "tag",
+        "found",
+        "handoff",
+    ]
     await wait_until(lambda: _sent_to_user(stack, account.app_id, "oVin", "您的Model Y已找到"), timeout_s=30)
 
 
 async def test_published_menu_reaches_the_phone_and_a_click_starts_the_flow(stack, vin_service):
     account, account_id = await stack.connect_wechat(mode="safe")
-    await wiring.add_wechat_user(stack.http, stack.sims.wechat, account.app_id, nickname="韩梅梅", openid="oMenu")
+    await wiring.add_wechat_user(
+        stack.http, stack.sims.wechat, account.app_id, nickname="韩梅梅", openid="oMenu"
+    )
     flow = await _api(stack, "POST", "/flows", json={"name": "VIN", "definition": vin_flow(vin_service.url)})
     menu = {
         "buttons": [
-            {"name": "车辆服务", "sub_button": [
-                {"name": "车架号查询", "type": "click", "key": "VIN_QUERY", "action": {"flow_id": flow["id"]}},
-                {"name": "官网", "type": "view", "url": "https://example.com/"},
-            ]},
-            {"name": "营业时间", "type": "click", "key": "HOURS", "action": {"reply": {"type": "text", "text": "每天9:00-18:00"}}},
+            {
+                "name": "车辆服务",
+                "sub_button": [
+                    {
+                        "name": "车架号查询",
+                        "type": "click",
+                        "key": "VIN_QUERY",
+                        "action": {"flow_id": flow["id"]},
+                    },
+                    {"name": "官网", "type": "view", "url": "https://example.com/"},
+                ],
+            },
+            {
+                "name": "营业时间",
+                "type": "click",
+                "key": "HOURS",
+                "action": {"reply": {"type": "text", "text": "每天9:00-18:00"}},
+            },
         ]
     }
     await _api(stack, "PUT", f"/menus/{account_id}", json=menu)
     published = await _api(stack, "POST", f"/menus/{account_id}/publish")
     assert published["published_at"] is not None
 
-    on_platform = (await stack.http.get(f"{stack.sims.wechat}/_sandbox/accounts/{account.app_id}/menu")).json()["menu"]
+    on_platform = (
+        await stack.http.get(f"{stack.sims.wechat}/_sandbox/accounts/{account.app_id}/menu")
+    ).json()["menu"]
     assert [b["name"] for b in on_platform["button"]] == ["车辆服务", "营业时间"]
     assert on_platform["button"][0]["sub_button"][0]["key"] == "VIN_QUERY"
     assert "action" not in json.dumps(on_platform)  # Parley's own actions stay in Parley
     phone = (
-        await stack.http.get(f"{stack.sims.wechat}/_sandbox/accounts/{account.app_id}/users/oMenu/conversation")
+        await stack.http.get(
+            f"{stack.sims.wechat}/_sandbox/accounts/{account.app_id}/users/oMenu/conversation"
+        )
     ).json()
     assert phone["menu"]["button"][1]["name"] == "营业时间"
 
-    clicked = await wiring.wechat_action(stack.http, stack.sims.wechat, account.app_id, "oMenu", type="click", key="VIN_QUERY")
+    clicked = await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oMenu", type="click", key="VIN_QUERY"
+    )
     assert clicked["delivered"] and clicked["reply"]["content"] == "请发送您的17位车架号（VIN）", clicked
-    hours = await wiring.wechat_action(stack.http, stack.sims.wechat, account.app_id, "oMenu", type="click", key="HOURS")
+    hours = await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oMenu", type="click", key="HOURS"
+    )
     assert hours["reply"]["content"] == "每天9:00-18:00"
     [run] = await _api(stack, "GET", f"/flows/{flow['id']}/runs")
     assert (run["status"], run["node_id"]) == ("waiting_reply", "ask_vin")

@@ -34,7 +34,9 @@ async def vin_service():
 
 
 async def _flow(client, headers, definition, name="VIN lookup") -> dict:
-    response = await client.post("/api/v1/automation/flows", json={"name": name, "definition": definition}, headers=headers)
+    response = await client.post(
+        "/api/v1/automation/flows", json={"name": name, "definition": definition}, headers=headers
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -51,7 +53,9 @@ class TestDefinitions:
     async def test_broken_references_are_refused_with_the_reason(self, client, admin_headers):
         definition = vin_flow("http://127.0.0.1:9/vin")
         definition["nodes"][0]["next"] = "nowhere"
-        response = await client.post("/api/v1/automation/flows", json={"name": "x", "definition": definition}, headers=admin_headers)
+        response = await client.post(
+            "/api/v1/automation/flows", json={"name": "x", "definition": definition}, headers=admin_headers
+        )
         assert response.status_code == 400
         assert "'ask_vin' points to 'nowhere'" in response.json()["detail"]
         assert (await client.get("/api/v1/automation/flows", headers=admin_headers)).json() == []
@@ -63,11 +67,21 @@ class TestDefinitions:
             "  - id: hello\n    type: send\n    reply: {text: 你好}\n    next: done\n"
             "  - id: done\n    type: end\n"
         )
-        created = await client.post("/api/v1/automation/flows", json={"name": "Hello", "source": source}, headers=admin_headers)
+        created = await client.post(
+            "/api/v1/automation/flows", json={"name": "Hello", "source": source}, headers=admin_headers
+        )
         assert created.status_code == 201, created.text
-        exported = await client.get(f"/api/v1/automation/flows/{created.json()['id']}/export", params={"format": "yaml"}, headers=admin_headers)
+        exported = await client.get(
+            f"/api/v1/automation/flows/{created.json()['id']}/export",
+            params={"format": "yaml"},
+            headers=admin_headers,
+        )
         assert "id: hello" in exported.text and "你好" in exported.text
-        check = await client.post("/api/v1/automation/flows/validate", json={"source": "start: a\nnodes:\n  - id: a\n    type: teleport\n"}, headers=admin_headers)
+        check = await client.post(
+            "/api/v1/automation/flows/validate",
+            json={"source": "start: a\nnodes:\n  - id: a\n    type: teleport\n"},
+            headers=admin_headers,
+        )
         assert check.json()["valid"] is False
         assert any("teleport" in e or "type" in e for e in check.json()["errors"])
 
@@ -77,10 +91,20 @@ class TestDryRun:
         flow = await _flow(client, admin_headers, vin_flow("http://127.0.0.1:9/vin"))
         result = (
             await client.post(
-                f"/api/v1/automation/flows/{flow['id']}/dry-run", json={"replies": [VIN]}, headers=admin_headers
+                f"/api/v1/automation/flows/{flow['id']}/dry-run",
+                json={"replies": [VIN]},
+                headers=admin_headers,
             )
         ).json()
-        assert [s["node_id"] for s in result["steps"]] == ["ask_vin", "ask_vin", "lookup", "check", "tag", "found", "handoff"]
+        assert [s["node_id"] for s in result["steps"]] == [
+            "ask_vin",
+            "ask_vin",
+            "lookup",
+            "check",
+            "tag",
+            "found",
+            "handoff",
+        ]
         assert result["status"] == "handed_off"
         assert result["steps"][5]["detail"]["text"] == "您的Model Y已找到，正在为您转接重庆两江店顾问"
         assert result["contact"]["tags"] == ["车主"]
@@ -100,10 +124,19 @@ class TestDryRun:
 
 
 class TestVinFlow:
-    async def test_asks_calls_the_service_branches_and_hands_off(self, app, client, session, admin_headers, vin_service):
+    async def test_asks_calls_the_service_branches_and_hands_off(
+        self, app, client, session, admin_headers, vin_service
+    ):
         account = await _account(client, admin_headers, "wechat", mode="safe")
         flow = await _flow(client, admin_headers, vin_flow(vin_service.url))
-        await create_rule(client, admin_headers, account, name="VIN", keywords=[{"text": "车架号查询", "match": "exact"}], flow_id=flow["id"])
+        await create_rule(
+            client,
+            admin_headers,
+            account,
+            name="VIN",
+            keywords=[{"text": "车架号查询", "match": "exact"}],
+            flow_id=flow["id"],
+        )
 
         asked = read_reply(await push(client, account, text_xml("车架号查询", 1), mode="safe"), mode="safe")
         assert asked is not None and asked["Content"] == "请发送您的17位车架号（VIN）"
@@ -132,16 +165,29 @@ class TestVinFlow:
         conversation = await session.scalar(select(Conversation))
         assert (conversation.status, conversation.assignee_id) == ("open", None)
         handoff = await session.scalar(select(TimelineEvent).where(TimelineEvent.type == "handoff"))
-        assert handoff is not None and handoff.data["queue_id"] == QUEUE_ID and handoff.data["note"] == f"VIN {VIN} (Model Y)"
+        assert (
+            handoff is not None
+            and handoff.data["queue_id"] == QUEUE_ID
+            and handoff.data["note"] == f"VIN {VIN} (Model Y)"
+        )
         contact = await session.scalar(select(Contact))
         assert contact.attributes["tags"] == ["车主"] and contact.attributes["vin"] == VIN
-        sent = [m.text for m in (await session.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))).all()]
+        sent = [
+            m.text
+            for m in (
+                await session.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))
+            ).all()
+        ]
         assert sent == ["请发送您的17位车架号（VIN）", "您的Model Y已找到，正在为您转接重庆两江店顾问"]
 
-    async def test_service_errors_are_retried_then_the_error_branch_is_taken(self, app, client, admin_headers, vin_service):
+    async def test_service_errors_are_retried_then_the_error_branch_is_taken(
+        self, app, client, admin_headers, vin_service
+    ):
         account = await _account(client, admin_headers, "wechat", mode="plain")
         flow = await _flow(client, admin_headers, vin_flow(vin_service.url))
-        await create_rule(client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"])
+        await create_rule(
+            client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"]
+        )
         vin_service.failures_left = 1
         await push(client, account, text_xml("vin", 1), mode="plain")
         await push(client, account, text_xml(VIN, 2), mode="plain")
@@ -164,7 +210,9 @@ class TestVinFlow:
     async def test_an_unanswered_question_times_out_to_its_branch(self, app, client, session, admin_headers):
         account = await _account(client, admin_headers, "wechat", mode="plain")
         flow = await _flow(client, admin_headers, vin_flow("http://127.0.0.1:9/vin"))
-        await create_rule(client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"])
+        await create_rule(
+            client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"]
+        )
         await push(client, account, text_xml("vin", 1), mode="plain")
         await _tick(app)
         [run] = await _runs(client, admin_headers, flow["id"])
@@ -179,19 +227,31 @@ class TestVinFlow:
 
 
 class TestVersions:
-    async def test_new_version_serves_new_runs_while_old_runs_finish_on_theirs(self, app, client, admin_headers, vin_service):
+    async def test_new_version_serves_new_runs_while_old_runs_finish_on_theirs(
+        self, app, client, admin_headers, vin_service
+    ):
         account = await _account(client, admin_headers, "wechat", mode="plain")
         flow = await _flow(client, admin_headers, vin_flow(vin_service.url, question="v1: 请发送VIN"))
-        await create_rule(client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"])
-        first = read_reply(await push(client, account, text_xml("vin", 1, openid="oOld"), mode="plain"), mode="plain")
+        await create_rule(
+            client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"]
+        )
+        first = read_reply(
+            await push(client, account, text_xml("vin", 1, openid="oOld"), mode="plain"), mode="plain"
+        )
         assert first is not None and first["Content"] == "v1: 请发送VIN"
 
         edited = vin_flow(vin_service.url, question="v2: 请发送车架号")
         edited["nodes"][4]["reply"]["text"] = "v2: 找到了{{model}}"
-        response = await client.post(f"/api/v1/automation/flows/{flow['id']}/versions", json={"definition": edited}, headers=admin_headers)
+        response = await client.post(
+            f"/api/v1/automation/flows/{flow['id']}/versions",
+            json={"definition": edited},
+            headers=admin_headers,
+        )
         assert response.status_code == 201 and response.json()["current_version"] == 2
 
-        second = read_reply(await push(client, account, text_xml("vin", 2, openid="oNew"), mode="plain"), mode="plain")
+        second = read_reply(
+            await push(client, account, text_xml("vin", 2, openid="oNew"), mode="plain"), mode="plain"
+        )
         assert second is not None and second["Content"] == "v2: 请发送车架号"
         await push(client, account, text_xml(VIN, 3, openid="oOld"), mode="plain")
         await _tick(app)

@@ -107,7 +107,7 @@ def test_exact_beats_contains_at_equal_length_and_priority_breaks_ties() -> None
         ]
     )
     assert [m.target for m in matcher.match("价格")] == ["exact", "contains-high", "contains-low"]
-    assert matcher.best("价格多少")is not None and matcher.best("价格多少").target == "contains-high"  # type: ignore[union-attr]
+    assert matcher.best("价格多少") is not None and matcher.best("价格多少").target == "contains-high"  # type: ignore[union-attr]
 
 
 def test_accept_filters_rules_out_of_their_time_window() -> None:

@@ -26,10 +26,16 @@ async def test_matching_text_gets_its_reply_in_the_same_http_response(client, se
     response = await push(client, account, text_xml("我想退款", 1001), mode=mode)
     reply = read_reply(response, mode=mode)
     assert reply is not None
-    assert (reply["MsgType"], reply["Content"], reply["ToUserName"]) == ("text", "退款一般3个工作日内到账。", "oUser1")
+    assert (reply["MsgType"], reply["Content"], reply["ToUserName"]) == (
+        "text",
+        "退款一般3个工作日内到账。",
+        "oUser1",
+    )
     # The answer is in the conversation, sent, and nothing is left in the outbox to send it twice.
     out = (await session.scalars(select(Message).where(Message.direction == "out"))).all()
-    assert [(m.text, m.status, m.priority) for m in out] == [("退款一般3个工作日内到账。", "sent", Priority.automated)]
+    assert [(m.text, m.status, m.priority) for m in out] == [
+        ("退款一般3个工作日内到账。", "sent", Priority.automated)
+    ]
     assert out[0].conversation_id is not None
     assert (await session.scalars(select(OutboxJob))).all() == []
 
@@ -54,7 +60,12 @@ async def test_image_reply_goes_out_passively_too(client, admin_headers, mode):
 async def test_unmatched_text_gets_success_and_is_kept_for_review(client, session, admin_headers):
     account = await _account(client, admin_headers, "wechat", mode="plain")
     await create_rule(
-        client, admin_headers, account, name="Hours", keywords=[{"text": "营业时间"}], replies=[{"text": "9:00-18:00"}]
+        client,
+        admin_headers,
+        account,
+        name="Hours",
+        keywords=[{"text": "营业时间"}],
+        replies=[{"text": "9:00-18:00"}],
     )
     response = await push(client, account, text_xml("有停车位吗", 1003), mode="plain")
     assert response.text == "success"
@@ -75,7 +86,9 @@ async def test_replies_are_picked_at_random_among_alternatives(client, admin_hea
     )
     seen = set()
     for i in range(40):
-        reply = read_reply(await push(client, account, text_xml("你好", 2000 + i), mode="plain"), mode="plain")
+        reply = read_reply(
+            await push(client, account, text_xml("你好", 2000 + i), mode="plain"), mode="plain"
+        )
         assert reply is not None
         seen.add(reply["Content"])
     assert seen == set(options)
@@ -101,34 +114,64 @@ async def test_rule_outside_its_time_window_does_not_answer(client, admin_header
             "end": (later + timedelta(minutes=1)).strftime("%H:%M"),
         },
     )
-    await create_rule(client, admin_headers, account, name="Fallback", keywords=[{"text": "值"}], replies=[{"text": "daytime"}])
+    await create_rule(
+        client,
+        admin_headers,
+        account,
+        name="Fallback",
+        keywords=[{"text": "值"}],
+        replies=[{"text": "daytime"}],
+    )
     reply = read_reply(await push(client, account, text_xml("今天谁值班", 1004), mode="plain"), mode="plain")
     assert reply is not None and reply["Content"] == "daytime"
 
 
 async def test_welcome_on_follow_and_a_reply_per_qr_scene(client, admin_headers):
     account = await _account(client, admin_headers, "wechat", mode="safe")
-    await create_rule(client, admin_headers, account, name="Welcome", trigger="follow", replies=[{"text": "欢迎关注！"}])
     await create_rule(
-        client, admin_headers, account, name="Expo", trigger="scan", scene="expo2026", replies=[{"text": "欢迎来到车展展台"}]
+        client, admin_headers, account, name="Welcome", trigger="follow", replies=[{"text": "欢迎关注！"}]
     )
-    plain_follow = read_reply(await push(client, account, event_xml("subscribe", "oA"), mode="safe"), mode="safe")
+    await create_rule(
+        client,
+        admin_headers,
+        account,
+        name="Expo",
+        trigger="scan",
+        scene="expo2026",
+        replies=[{"text": "欢迎来到车展展台"}],
+    )
+    plain_follow = read_reply(
+        await push(client, account, event_xml("subscribe", "oA"), mode="safe"), mode="safe"
+    )
     assert plain_follow is not None and plain_follow["Content"] == "欢迎关注！"
     # A follow through the expo QR code is answered as the expo scene; a follower scanning it too.
-    via_qr = await push(client, account, event_xml("subscribe", "oB", EventKey="qrscene_expo2026", Ticket="T1"), mode="safe")
+    via_qr = await push(
+        client, account, event_xml("subscribe", "oB", EventKey="qrscene_expo2026", Ticket="T1"), mode="safe"
+    )
     assert read_reply(via_qr, mode="safe")["Content"] == "欢迎来到车展展台"  # type: ignore[index]
     scan = await push(client, account, event_xml("SCAN", "oA", EventKey="expo2026", Ticket="T1"), mode="safe")
     assert read_reply(scan, mode="safe")["Content"] == "欢迎来到车展展台"  # type: ignore[index]
-    other_scene = await push(client, account, event_xml("SCAN", "oA", EventKey="other", Ticket="T2"), mode="safe")
+    other_scene = await push(
+        client, account, event_xml("SCAN", "oA", EventKey="other", Ticket="T2"), mode="safe"
+    )
     assert read_reply(other_scene, mode="safe") is None
 
 
 async def test_whatsapp_reply_goes_through_the_outbox_with_automated_priority(client, session, admin_headers):
     account = await _account(client, admin_headers, "whatsapp")
-    await create_rule(client, admin_headers, account, name="Olá", keywords=[{"text": "olá", "match": "exact"}], replies=[{"text": "Olá! Como posso ajudar?"}])
+    await create_rule(
+        client,
+        admin_headers,
+        account,
+        name="Olá",
+        keywords=[{"text": "olá", "match": "exact"}],
+        replies=[{"text": "Olá! Como posso ajudar?"}],
+    )
     body = _whatsapp_body()
     response = await client.post(
-        f"/channels/whatsapp/{account}/webhook", content=body, headers={"X-Hub-Signature-256": _whatsapp_signature(body), "Content-Type": "application/json"}
+        f"/channels/whatsapp/{account}/webhook",
+        content=body,
+        headers={"X-Hub-Signature-256": _whatsapp_signature(body), "Content-Type": "application/json"},
     )
     assert response.status_code == 200
     job = await session.scalar(select(OutboxJob))
@@ -157,10 +200,22 @@ async def test_rule_validation_errors_are_400s_with_a_message(client, admin_head
 
 async def test_unmatched_texts_are_grouped_by_similarity(client, admin_headers):
     account = await _account(client, admin_headers, "wechat", mode="plain")
-    texts = ["有停车位吗", "有停车位吗？", "有没有停车位", "有停车为吗", "几点关门", "几点关门啊", "发票怎么开"]
+    texts = [
+        "有停车位吗",
+        "有停车位吗？",
+        "有没有停车位",
+        "有停车为吗",
+        "几点关门",
+        "几点关门啊",
+        "发票怎么开",
+    ]
     for i, text in enumerate(texts):
         await push(client, account, text_xml(text, 3000 + i), mode="plain")
-    groups = (await client.get("/api/v1/automation/unmatched", params={"account_id": account}, headers=admin_headers)).json()
+    groups = (
+        await client.get(
+            "/api/v1/automation/unmatched", params={"account_id": account}, headers=admin_headers
+        )
+    ).json()
     assert groups[0]["count"] >= 3 and "停车" in groups[0]["sample"]
     assert any(g["count"] == 2 and "关门" in g["sample"] for g in groups)
     assert sum(g["count"] for g in groups) == len(texts)

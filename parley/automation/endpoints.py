@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
+from parley.automation import knowledge
 from parley.automation import menus as menu_service
 from parley.automation import rules as rule_service
 from parley.automation.flows import service as flow_service
@@ -21,7 +23,7 @@ from parley.channels.runtime import runtime
 from parley.context import Context
 from parley.db import session_scope
 from parley.exceptions import BadRequest, NotFound
-from parley.models import ChannelAccount, Contact, FlowRun
+from parley.models import ChannelAccount, Contact, FlowRun, Message
 
 AutomationRead = Annotated[Principal, Depends(authorize(Permission.automation_read))]
 AutomationWrite = Annotated[Principal, Depends(authorize(Permission.automation_write))]
@@ -399,3 +401,125 @@ async def publish_menu(request: Request, _: AutomationWrite, account_id: uuid.UU
             published=menu.published,
             published_at=menu.published_at,
         )
+
+
+# --- knowledge base ------------------------------------------------------------------------------
+
+ConversationsRead = Annotated[Principal, Depends(authorize(Permission.conversations_read))]
+
+
+class CategoryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    parent_id: uuid.UUID | None
+    position: int
+
+
+class ArticleRead(knowledge.ArticleIn):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    id: uuid.UUID
+    updated_at: datetime
+
+
+class HitRead(BaseModel):
+    article_id: uuid.UUID
+    title: str
+    answer: str
+    language: str
+    confidence: float
+
+
+def _hits(hits: list[knowledge.Hit]) -> list[HitRead]:
+    return [
+        HitRead(
+            article_id=h.article_id,
+            title=h.title,
+            answer=h.answer,
+            language=h.language,
+            confidence=round(h.confidence, 3),
+        )
+        for h in hits
+    ]
+
+
+@router.get("/kb/categories", response_model=list[CategoryRead])
+async def kb_categories(_: AutomationRead, session: DBSession) -> list[CategoryRead]:
+    return [CategoryRead.model_validate(c) for c in await knowledge.list_categories(session)]
+
+
+@router.post("/kb/categories", response_model=CategoryRead, status_code=status.HTTP_201_CREATED)
+async def kb_create_category(
+    _: AutomationWrite, session: DBSession, data: knowledge.CategoryIn
+) -> CategoryRead:
+    return CategoryRead.model_validate(await knowledge.create_category(session, data))
+
+
+@router.get("/kb/articles", response_model=list[ArticleRead])
+async def kb_articles(
+    _: AutomationRead, session: DBSession, language: str | None = None, category_id: uuid.UUID | None = None
+) -> list[ArticleRead]:
+    rows = await knowledge.list_articles(session, language=language, category_id=category_id)
+    return [ArticleRead.model_validate(a) for a in rows]
+
+
+@router.post("/kb/articles", response_model=ArticleRead, status_code=status.HTTP_201_CREATED)
+async def kb_create_article(_: AutomationWrite, session: DBSession, data: knowledge.ArticleIn) -> ArticleRead:
+    return ArticleRead.model_validate(await knowledge.create_article(session, data))
+
+
+@router.put("/kb/articles/{article_id}", response_model=ArticleRead)
+async def kb_update_article(
+    _: AutomationWrite, session: DBSession, article_id: uuid.UUID, data: knowledge.ArticleIn
+) -> ArticleRead:
+    return ArticleRead.model_validate(await knowledge.update_article(session, article_id, data))
+
+
+@router.delete("/kb/articles/{article_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def kb_delete_article(_: AutomationWrite, session: DBSession, article_id: uuid.UUID) -> Response:
+    await knowledge.delete_article(session, article_id)
+    return Response(status_code=204)
+
+
+@router.get("/kb/search", response_model=list[HitRead])
+async def kb_search(
+    _: ConversationsRead, session: DBSession, q: str, language: str | None = None, limit: int = 5
+) -> list[HitRead]:
+    return _hits(await knowledge.search(session, q, language=language, limit=max(1, min(limit, 20))))
+
+
+@router.get("/suggestions", response_model=list[HitRead])
+async def suggestions(_: ConversationsRead, session: DBSession, conversation_id: uuid.UUID) -> list[HitRead]:
+    """Articles that answer the customer's latest message, for the agent to send with one click."""
+    text = await session.scalar(
+        select(Message.text)
+        .where(
+            Message.conversation_id == conversation_id, Message.direction == "in", Message.text.is_not(None)
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if not text:
+        return []
+    return _hits(await knowledge.search(session, text, limit=3))
+
+
+class BotSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    min_confidence: float = Field(ge=0.1, le=1.0)
+
+
+@router.get("/kb/bot", response_model=BotSettings)
+async def kb_bot(_: AutomationRead, session: DBSession) -> BotSettings:
+    return BotSettings.model_validate(await knowledge.bot_settings(session))
+
+
+@router.put("/kb/bot", response_model=BotSettings)
+async def kb_set_bot(_: AutomationWrite, session: DBSession, data: BotSettings) -> BotSettings:
+    return BotSettings.model_validate(
+        await knowledge.set_bot_settings(session, enabled=data.enabled, min_confidence=data.min_confidence)
+    )

@@ -12,16 +12,18 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.automation import rules
+from parley.automation import knowledge, rules
 from parley.automation.flows import service as flows
 from parley.automation.handoff import active_conversation, hand_off
 from parley.automation.menus import click_action
 from parley.automation.outbound import Responder, send_reply
 from parley.automation.rules import CompiledRule
+from parley.automation.schemas import Reply
 from parley.channels.base import InboundEvent, InboundKind
 from parley.context import Context
 from parley.conversations.pipeline import Outcome
-from parley.models import ChannelAccount, Contact
+from parley.kit.types import utcnow
+from parley.models import ChannelAccount, Contact, TimelineEvent
 from parley.models import InboundEvent as InboundEventRow
 
 log = structlog.get_logger()
@@ -63,6 +65,8 @@ async def react(
             return
         match = await rules.match_text(session, account.id, text)
         if match is None:
+            if await _bot_answer(session, account, contact, conversation_id, peer, text, responder, row.id):
+                return
             await rules.record_unmatched(session, account_id=account.id, contact_id=contact.id, text=text)
             return
         await _apply_rule(
@@ -140,6 +144,47 @@ async def react(
             )
         elif action.queue_id is not None:
             await _queue_from_menu(session, ctx, account, contact, action.queue_id, action.note)
+
+
+async def _bot_answer(
+    session: AsyncSession,
+    account: ChannelAccount,
+    contact: Contact,
+    conversation_id: Any,
+    peer: str,
+    text: str,
+    responder: Responder,
+    row_id: int,
+) -> bool:
+    """Answers from the knowledge base when confident; the conversation stays with people otherwise."""
+    hit = await knowledge.confident_answer(session, text)
+    if hit is None:
+        return False
+    await send_reply(
+        session,
+        account=account,
+        to=peer,
+        reply=Reply(type="text", text=hit.answer[:2000]),
+        conversation_id=conversation_id,
+        contact_id=contact.id,
+        responder=responder,
+        key=f"kb:{row_id}",
+    )
+    if conversation_id is not None:
+        session.add(
+            TimelineEvent(
+                contact_id=contact.id,
+                account_id=account.id,
+                type="bot_answer",
+                data={
+                    "article_id": str(hit.article_id),
+                    "title": hit.title,
+                    "confidence": round(hit.confidence, 3),
+                },
+                occurred_at=utcnow(),
+            )
+        )
+    return True
 
 
 async def _apply_rule(

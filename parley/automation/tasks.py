@@ -7,6 +7,7 @@ import contextlib
 
 import structlog
 
+from parley.automation import knowledge
 from parley.automation.flows import service as flows
 from parley.context import Context
 from parley.worker import loop
@@ -18,6 +19,8 @@ POLL_S = 1.0
 
 @loop("automation.flows")
 async def flow_worker(ctx: Context, stop: asyncio.Event) -> None:
+    # jieba's dictionary takes a second or two to load: not on a webhook's clock.
+    await asyncio.to_thread(knowledge.warm)
     wake = asyncio.Event()
     flows.register_wakeup(wake)
     try:

@@ -63,8 +63,20 @@ from parley.models.automation import (  # noqa: E402
     FlowRun,
     FlowStep,
     FlowVersion,
+    KbArticle,
+    KbCategory,
     Menu,
     UnmatchedText,
 )
 
-__all__ += ["AutoReplyRule", "Flow", "FlowRun", "FlowStep", "FlowVersion", "Menu", "UnmatchedText"]
+__all__ += [
+    "AutoReplyRule",
+    "Flow",
+    "FlowRun",
+    "FlowStep",
+    "FlowVersion",
+    "KbArticle",
+    "KbCategory",
+    "Menu",
+    "UnmatchedText",
+]

@@ -138,3 +138,32 @@ class Menu(TimestampMixin, UUIDModel):
     buttons: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list, nullable=False)
     published: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class KbCategory(TimestampMixin, UUIDModel):
+    """A knowledge-base category (one level of nesting through ``parent_id``)."""
+
+    __tablename__ = "kb_categories"
+
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("kb_categories.id", ondelete="SET NULL"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+
+
+class KbArticle(TimestampMixin, UUIDModel):
+    """A knowledge-base article in one language; ``answer`` is what goes to the customer (default: the body)."""
+
+    __tablename__ = "kb_articles"
+    __table_args__ = (Index("ix_kb_articles_language", "language", "is_published"),)
+
+    category_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("kb_categories.id", ondelete="SET NULL"), nullable=True
+    )
+    language: Mapped[str] = mapped_column(String(16), nullable=False)  # zh_CN, en, …
+    title: Mapped[str] = mapped_column(String(300), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    keywords: Mapped[list[str]] = mapped_column(JSONType, default=list, nullable=False)
+    is_published: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)

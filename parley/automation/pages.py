@@ -109,3 +109,27 @@ async def menus_page(
         flows=list(await flow_service.list_flows(session)),
         can_write=_can_write(principal),
     )
+
+
+@pages.get("/automation/kb", response_class=HTMLResponse)
+async def kb_page(
+    request: Request, session: DBSession, principal: PageRead, q: str | None = None
+) -> Response:
+    from parley.automation import knowledge
+
+    categories = list(await knowledge.list_categories(session))
+    names = {c.id: c.name for c in categories}
+    hits = await knowledge.search(session, q, limit=10) if q else []
+    return render(
+        request,
+        "automation/kb.html",
+        principal,
+        tab="kb",
+        categories=categories,
+        category_names=names,
+        articles=list(await knowledge.list_articles(session)),
+        bot=await knowledge.bot_settings(session),
+        q=q or "",
+        hits=hits,
+        can_write=_can_write(principal),
+    )

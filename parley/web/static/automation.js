@@ -154,3 +154,42 @@ if (menuEditor) {
     } catch (error) { status.textContent = error.message; status.className = "error"; }
   });
 }
+
+// --- knowledge base -------------------------------------------------------------------------
+
+const articleForm = $("kb-article");
+if (articleForm) {
+  articleForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(articleForm);
+    const body = {
+      title: data.get("title"), body: data.get("body"), answer: data.get("answer") || null,
+      language: data.get("language"), category_id: data.get("category_id") || null,
+      keywords: String(data.get("keywords") || "").split(/[,，]/).map((s) => s.trim()).filter(Boolean),
+    };
+    try {
+      await api(`${base}/kb/articles`, { method: "POST", body: JSON.stringify(body) });
+      location.reload();
+    } catch (error) { showError($("kb-error"), error); }
+  });
+}
+$("kb-category")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  await api(`${base}/kb/categories`, { method: "POST", body: JSON.stringify({ name: new FormData(event.target).get("name") }) });
+  location.reload();
+});
+$("kb-bot")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = new FormData(event.target);
+  try {
+    await api(`${base}/kb/bot`, { method: "PUT", body: JSON.stringify({ enabled: data.get("enabled") === "on", min_confidence: Number(data.get("min_confidence")) }) });
+    $("kb-bot-status").textContent = strings.saved;
+  } catch (error) { $("kb-bot-status").textContent = error.message; }
+});
+for (const button of document.querySelectorAll("[data-delete-article]")) {
+  button.addEventListener("click", async (event) => {
+    if (event.defaultPrevented) return;
+    await api(`${base}/kb/articles/${button.dataset.deleteArticle}`, { method: "DELETE" });
+    location.reload();
+  });
+}

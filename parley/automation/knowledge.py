@@ -8,17 +8,18 @@ score, so it reads the same whatever the size of the knowledge base.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import unicodedata
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jieba
 from pydantic import BaseModel, ConfigDict, Field
-from rank_bm25 import BM25Okapi
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,12 +121,50 @@ class Hit:
     confidence: float
 
 
+class BM25:
+    """Okapi BM25 with Lucene's always-positive idf.
+
+    rank_bm25's Okapi idf goes negative for a word in more than half the articles,
+    which on a small knowledge base (one article about maintenance) hides the very
+    article that answers; Lucene's ``ln(1 + (N - n + .5) / (n + .5))`` does not.
+    """
+
+    k1 = 1.2
+    b = 0.75
+
+    def __init__(self, docs: list[list[str]]) -> None:
+        self.freqs = [Counter(d) for d in docs]
+        self.lengths = [len(d) for d in docs]
+        self.avgdl = (sum(self.lengths) / len(docs)) if docs else 0.0
+        df: Counter[str] = Counter()
+        for f in self.freqs:
+            df.update(f.keys())
+        n = len(docs)
+        self.idf = {w: math.log(1 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
+
+    def scores(self, words: list[str]) -> list[float]:
+        out = [0.0] * len(self.freqs)
+        for word in set(words):
+            idf = self.idf.get(word)
+            if idf is None:
+                continue
+            for i, f in enumerate(self.freqs):
+                tf = f.get(word)
+                if tf:
+                    norm = 1 - self.b + self.b * self.lengths[i] / (self.avgdl or 1)
+                    out[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
+        return out
+
+    def ceiling(self, words: list[str]) -> float:
+        """What a typical article holding each word once would score: confidence 1.0."""
+        return sum(self.idf.get(w, 0.0) for w in set(words)) or 1.0
+
+
 @dataclass
 class _Index:
     stamp: tuple[Any, ...]
     articles: list[tuple[uuid.UUID, str, str, str]]  # id, title, answer, language
-    bm25: BM25Okapi | None
-    docs: list[list[str]]
+    bm25: BM25 | None
 
 
 _INDEX: _Index | None = None
@@ -147,7 +186,7 @@ async def _index(session: AsyncSession) -> _Index:
         # The title counts twice: it is what the article is about.
         docs.append(tokens(f"{row.title} {row.title} {' '.join(row.keywords or [])} {row.body}"))
         articles.append((row.id, row.title, row.answer or row.body, row.language))
-    _INDEX = _Index(stamp=stamp, articles=articles, bm25=BM25Okapi(docs) if docs else None, docs=docs)
+    _INDEX = _Index(stamp=stamp, articles=articles, bm25=BM25(docs) if docs else None)
     return _INDEX
 
 
@@ -158,10 +197,8 @@ async def search(
     words = tokens(query)
     if index.bm25 is None or not words:
         return []
-    scores = index.bm25.get_scores(words)
-    # The best a document could score for these words: each word at its idf, saturated.
-    k1 = index.bm25.k1
-    ceiling = sum(max(index.bm25.idf.get(w, 0.0), 0.0) * (k1 + 1) / (1 + k1) for w in set(words)) or 1.0
+    scores = index.bm25.scores(words)
+    ceiling = index.bm25.ceiling(words)
     ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
     hits = []
     for i in ranked:

@@ -8,13 +8,31 @@ from tests.automation.support import _account, create_rule, vin_flow
 from tests.fixtures.factories import create_user, signed_in
 
 
-@pytest.mark.parametrize(("locale", "title", "tab"), [("en", "Automation", "Knowledge base"), ("zh_CN", "自动化", "知识库")])
-async def test_every_automation_page_renders_in_the_user_language(client, session, admin_headers, locale, title, tab):
+@pytest.mark.parametrize(
+    ("locale", "title", "tab"), [("en", "Automation", "Knowledge base"), ("zh_CN", "自动化", "知识库")]
+)
+async def test_every_automation_page_renders_in_the_user_language(
+    client, session, admin_headers, locale, title, tab
+):
     account = await _account(client, admin_headers, "wechat", mode="plain")
-    flow = (await client.post("/api/v1/automation/flows", json={"name": "VIN", "definition": vin_flow("http://127.0.0.1:9/vin")}, headers=admin_headers)).json()
-    await create_rule(client, admin_headers, account, name="退款规则", keywords=[{"text": "退款"}], replies=[{"text": "ok"}])
-    await client.post("/api/v1/automation/kb/articles", json={"title": "如何预约保养", "body": "菜单预约"}, headers=admin_headers)
-    await create_user(session, email=f"boss-{locale}@example.com", name="Boss", role="administrator", locale=locale)
+    flow = (
+        await client.post(
+            "/api/v1/automation/flows",
+            json={"name": "VIN", "definition": vin_flow("http://127.0.0.1:9/vin")},
+            headers=admin_headers,
+        )
+    ).json()
+    await create_rule(
+        client, admin_headers, account, name="退款规则", keywords=[{"text": "退款"}], replies=[{"text": "ok"}]
+    )
+    await client.post(
+        "/api/v1/automation/kb/articles",
+        json={"title": "如何预约保养", "body": "菜单预约"},
+        headers=admin_headers,
+    )
+    await create_user(
+        session, email=f"boss-{locale}@example.com", name="Boss", role="administrator", locale=locale
+    )
     console = await signed_in(client, f"boss-{locale}@example.com")
     for path, expected in [
         (f"/automation?account_id={account}", "退款规则"),

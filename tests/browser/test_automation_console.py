@@ -116,3 +116,44 @@ async def test_admin_edits_dry_runs_and_publishes_while_an_old_run_finishes_on_i
     assert "v1" in runs and "finished" in runs and "v2" in runs and "waiting for a reply" in runs
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "automation-flow-editor.png"), full_page=True)
+
+
+async def test_agent_sends_a_suggested_article_with_one_click(page, stack, session):
+    from tests.browser.test_console_people import _login as login_as
+    from tests.fixtures.factories import DEFAULT_PASSWORD, create_user
+
+    await create_user(session, email="li@example.com", name="Li Wei", role="agent")
+    account, _account_id = await stack.connect_wechat(mode="safe")
+    await wiring.add_wechat_user(stack.http, stack.sims.wechat, account.app_id, nickname="王芳", openid="oKb")
+    article = {
+        "title": "如何预约保养",
+        "body": "您可以在公众号菜单中预约保养，也可以致电门店。",
+        "answer": "点击菜单“车辆服务-预约保养”即可预约。",
+        "keywords": ["保养", "预约"],
+    }
+    created = await stack.http.post(
+        f"{stack.parley}/api/v1/automation/kb/articles", json=article, headers=stack.admin
+    )
+    assert created.status_code == 201
+    await wiring.wechat_action(
+        stack.http, stack.sims.wechat, account.app_id, "oKb", type="text", content="保养怎么预约？"
+    )
+
+    await login_as(page, stack.parley, "li@example.com", DEFAULT_PASSWORD)
+    await page.wait_for_url(stack.parley + "/inbox")
+    await page.locator(".conv-item", has_text="保养怎么预约").click()
+    suggestion = page.locator("#kb-suggestions li", has_text="如何预约保养")
+    await suggestion.wait_for()
+    await suggestion.locator("button.kb-send").click()
+    await page.locator("#messages .msg.out", has_text="点击菜单“车辆服务-预约保养”即可预约。").wait_for()
+
+    async def arrived() -> bool:
+        record = await wiring.record(stack.http, stack.sims.wechat, app_id=account.app_id, openid="oKb")
+        entries = record["entries"] if isinstance(record, dict) else record
+        return any("即可预约" in str(e.get("content")) for e in entries)
+
+    from tests.fixtures.browser import wait_until
+
+    await wait_until(arrived, timeout_s=20)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "automation-kb-suggestions.png"), full_page=True)

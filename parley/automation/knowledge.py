@@ -101,6 +101,13 @@ def warm() -> None:
         jieba.initialize()
 
 
+async def has_articles(ctx: Any) -> bool:
+    from parley.db import session_scope
+
+    async with session_scope(ctx.sessionmaker, write=False) as session:
+        return await session.scalar(select(KbArticle.id).limit(1)) is not None
+
+
 def tokens(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKC", text).casefold()
     warm()

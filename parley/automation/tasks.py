@@ -19,8 +19,10 @@ POLL_S = 1.0
 
 @loop("automation.flows")
 async def flow_worker(ctx: Context, stop: asyncio.Event) -> None:
-    # jieba's dictionary takes a second or two to load: not on a webhook's clock.
-    await asyncio.to_thread(knowledge.warm)
+    # jieba's dictionary takes a second or two to load: not on a webhook's clock, and only
+    # where there is a knowledge base to search.
+    if await knowledge.has_articles(ctx):
+        await asyncio.to_thread(knowledge.warm)
     wake = asyncio.Event()
     flows.register_wakeup(wake)
     try:

@@ -449,6 +449,17 @@ async def tick(ctx: Context) -> int:
 
     calls: list[tuple[uuid.UUID, str, HttpNode, dict[str, Any]]] = []
     handled = 0
+    # A read first: on SQLite a write transaction every second would queue behind (and delay) delivery.
+    async with session_scope(ctx.sessionmaker, write=False) as session:
+        due = await session.scalar(
+            select(FlowRun.id)
+            .where(
+                FlowRun.status.in_(Status.WAITING), FlowRun.wake_at <= utcnow(), FlowRun.dry_run.is_(False)
+            )
+            .limit(1)
+        )
+    if due is None:
+        return 0
     async with session_scope(ctx.sessionmaker) as session:
         for run in await due_runs(session):
             handled += 1

@@ -3,6 +3,8 @@
 from fastapi import APIRouter
 
 from parley.auth.endpoints import router as auth_router
+from parley.automation.endpoints import router as automation_router
+from parley.automation.pages import pages as automation_pages
 from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
@@ -42,3 +44,5 @@ router.include_router(contact_imports_router)
 router.include_router(contact_import_pages)
 router.include_router(follower_sync_router)
 router.include_router(follower_sync_pages)
+router.include_router(automation_router)
+router.include_router(automation_pages)

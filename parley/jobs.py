@@ -2,6 +2,7 @@
 
 from parley.auth import tasks as auth_tasks
 from parley.contacts import lifecycle as contact_lifecycle
+from parley.automation import tasks as automation_tasks
 from parley.contacts import profiles as contact_profiles
 from parley.contacts.imports import tasks as contact_import_tasks
 from parley.contacts.sync import tasks as follower_sync_tasks
@@ -11,6 +12,7 @@ from parley.routing import tasks as routing_tasks
 
 __all__ = [
     "auth_tasks",
+    "automation_tasks",
     "contact_import_tasks",
     "contact_lifecycle",
     "contact_profiles",

@@ -26,6 +26,8 @@ class Permission(StrEnum):
     reports_read = "reports.read"
     operations_read = "operations.read"
     operations_write = "operations.write"
+    automation_read = "automation.read"
+    automation_write = "automation.write"
 
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(p.value for p in Permission)

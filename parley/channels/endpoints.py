@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
+from parley.automation.outbound import Responder
 from parley.channels.base import (
     ChannelType,
     MalformedPayloadError,
@@ -183,14 +184,16 @@ async def receive_webhook(request: Request, channel_type: ChannelType, account_i
     except MalformedPayloadError as exc:
         bound.warning("webhook.malformed", detail=exc.message)
         return _problem(400, type(exc).__name__, exc.message)
+    responder = Responder.for_webhook(adapter.capabilities.passive_reply)
     async with session_scope(ctx.sessionmaker) as session:
         stored = await store_events(
             session, account=account, events=events, raw=body.decode("utf-8", "replace")
         )
         if stored.duplicates:
             bound.info("webhook.duplicates", duplicates=stored.duplicates)
-        await process_new(session, ctx, account=account, ids=stored.new_ids)
-    ack = adapter.acknowledge(webhook, None)
+        await process_new(session, ctx, account=account, ids=stored.new_ids, responder=responder)
+    # An automatic answer found in time rides in this very response (WeChat's passive reply).
+    ack = adapter.acknowledge(webhook, responder.message)
     return _answer(ack)
 
 

@@ -8,6 +8,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.automation.inbound import react as automation_react
+from parley.automation.outbound import NO_PASSIVE, Responder
 from parley.context import Context
 from parley.conversations.pipeline import Outcome, process
 from parley.kit.types import utcnow
@@ -28,6 +30,7 @@ async def process_rows(
     account: ChannelAccount,
     rows: list[InboundEventRow],
     final: bool = False,
+    responder: Responder | None = None,
 ) -> list[Outcome]:
     """Processes each row in its own savepoint, so one bad event cannot sink the others.
 
@@ -45,15 +48,42 @@ async def process_rows(
             row.error = f"{type(exc).__name__}: {exc}"[:2000]
             row.status = "failed" if final else "pending"
             continue
-        await _route(session, ctx, account=account, row=row, outcome=outcome)
+        # The bot answers first; only what it did not answer goes to a queue for people
+        # (a flow that needs people hands off to a queue itself).
+        if not await _automate(session, ctx, account, row, outcome, responder):
+            await _route(session, ctx, account=account, row=row, outcome=outcome)
         for event in outcome.events:
             publish_on_commit(session, ctx, event)
         outcomes.append(outcome)
     return outcomes
 
 
+async def _automate(
+    session: AsyncSession,
+    ctx: Context,
+    account: ChannelAccount,
+    row: InboundEventRow,
+    outcome: Outcome,
+    responder: Responder | None,
+) -> bool:
+    """Automatic answers (issue 8), in their own savepoint: a failing rule or flow never loses the message."""
+    try:
+        async with session.begin_nested():
+            return await automation_react(
+                session, ctx, account=account, row=row, outcome=outcome, responder=responder or NO_PASSIVE
+            )
+    except Exception:
+        log.exception("automation.failed", inbound_event_id=row.id)
+        return False
+
+
 async def process_new(
-    session: AsyncSession, ctx: Context, *, account: ChannelAccount, ids: list[int]
+    session: AsyncSession,
+    ctx: Context,
+    *,
+    account: ChannelAccount,
+    ids: list[int],
+    responder: Responder | None = None,
 ) -> list[Outcome]:
     if not ids:
         return []
@@ -64,7 +94,7 @@ async def process_new(
             )
         ).all()
     )
-    return await process_rows(session, ctx, account=account, rows=rows)
+    return await process_rows(session, ctx, account=account, rows=rows, responder=responder)
 
 
 async def sweep(session: AsyncSession, ctx: Context) -> int:

@@ -113,4 +113,27 @@ __all__ += [
     "FollowerSync",
     "ImportStatus",
     "SyncStatus",
+# Automation (issue 8): replies, flows, menus.
+from parley.models.automation import (  # noqa: E402
+    AutoReplyRule,
+    Flow,
+    FlowRun,
+    FlowStep,
+    FlowVersion,
+    KbArticle,
+    KbCategory,
+    Menu,
+    UnmatchedText,
+)
+
+__all__ += [
+    "AutoReplyRule",
+    "Flow",
+    "FlowRun",
+    "FlowStep",
+    "FlowVersion",
+    "KbArticle",
+    "KbCategory",
+    "Menu",
+    "UnmatchedText",
 ]

@@ -22,6 +22,7 @@ NAV = [
     ("nav.contacts", "/contacts", "contacts.read"),
     ("nav.marketing", "/marketing", "marketing.read"),
     ("nav.service", "/service", "service.read"),
+    ("nav.automation", "/automation", "automation.read"),
     ("nav.reports", "/reports", "reports.read"),
     ("nav.operations", "/operations", "operations.read"),
     ("nav.routing", "/routing", "operations.read"),

@@ -9,9 +9,9 @@ from parley.channels.endpoints import router as channels_router
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.channels.pages import router as channel_pages
 from parley.contacts.endpoints import router as contacts_router
-from parley.contacts.pages import router as contact_pages
 from parley.contacts.imports.endpoints import router as contact_imports_router
 from parley.contacts.imports.pages import router as contact_import_pages
+from parley.contacts.pages import router as contact_pages
 from parley.contacts.sync.endpoints import pages as follower_sync_pages
 from parley.contacts.sync.endpoints import router as follower_sync_router
 from parley.conversations.endpoints import router as conversations_router

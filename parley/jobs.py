@@ -1,8 +1,8 @@
 """Imports every module that registers background jobs, so the runner sees them all."""
 
 from parley.auth import tasks as auth_tasks
-from parley.contacts import lifecycle as contact_lifecycle
 from parley.automation import tasks as automation_tasks
+from parley.contacts import lifecycle as contact_lifecycle
 from parley.contacts import profiles as contact_profiles
 from parley.contacts.imports import tasks as contact_import_tasks
 from parley.contacts.sync import tasks as follower_sync_tasks

@@ -1,7 +1,7 @@
 """routing queues members rules entries
 
 Revision ID: ab0dda81c345
-Revises: 67e5c7f84df6
+Revises: 789db015642f
 Create Date: 2026-11-23 00:13:45.727487+00:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import parley.kit.types
 
 revision: str = "ab0dda81c345"
-down_revision: str | None = "67e5c7f84df6"
+down_revision: str | None = "789db015642f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

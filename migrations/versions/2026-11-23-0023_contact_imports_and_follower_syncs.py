@@ -1,7 +1,7 @@
 """contact imports and follower syncs
 
 Revision ID: ea9bd29c68f7
-Revises: 789db015642f
+Revises: ab0dda81c345
 Create Date: 2026-11-23 00:23:02.979159+00:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import parley.kit.types
 
 revision: str = "ea9bd29c68f7"
-down_revision: str | None = "789db015642f"
+down_revision: str | None = "ab0dda81c345"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

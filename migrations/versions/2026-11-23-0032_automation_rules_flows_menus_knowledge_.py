@@ -1,7 +1,7 @@
 """automation rules flows menus knowledge base
 
 Revision ID: 119175d5037f
-Revises: 67e5c7f84df6
+Revises: ea9bd29c68f7
 Create Date: 2026-11-23 00:32:54.890106+00:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import parley.kit.types
 
 revision: str = "119175d5037f"
-down_revision: str | None = "67e5c7f84df6"
+down_revision: str | None = "ea9bd29c68f7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """contact segments, merges, attribute values and list indexes
 
 Revision ID: a7cb57c92d43
-Revises: 789db015642f
+Revises: 119175d5037f
 Create Date: 2026-11-23 00:51:43.247521+00:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import parley.kit.types
 
 revision: str = "a7cb57c92d43"
-down_revision: str | None = "789db015642f"
+down_revision: str | None = "119175d5037f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

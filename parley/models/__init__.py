@@ -96,6 +96,8 @@ __all__ += [
     "RoutingAgent",
     "RoutingQueue",
     "Strategy",
+]
+
 # Contact import and follower sync (issue 6, item 5).
 from parley.models.contact_import import (  # noqa: E402
     ContactImport,
@@ -113,6 +115,8 @@ __all__ += [
     "FollowerSync",
     "ImportStatus",
     "SyncStatus",
+]
+
 # Automation (issue 8): replies, flows, menus.
 from parley.models.automation import (  # noqa: E402
     AutoReplyRule,

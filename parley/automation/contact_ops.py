@@ -1,8 +1,4 @@
-"""Contact writes made by automation, behind one function each so the tag table can take over at merge.
-
-``add_tag`` keeps tags in ``contacts.attributes["tags"]`` (a list) on this branch;
-the contact-tags work replaces its body with the real tag table.
-"""
+"""Contact writes made by automation flows: tags through the contacts' tag service, attributes as values."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.contacts.tags import apply_tags
 from parley.exceptions import NotFound
 from parley.models import Contact
 
@@ -23,12 +20,8 @@ async def _contact(session: AsyncSession, contact_id: uuid.UUID) -> Contact:
 
 
 async def add_tag(session: AsyncSession, contact_id: uuid.UUID, name: str) -> None:
-    contact = await _contact(session, contact_id)
-    tags = list((contact.attributes or {}).get("tags") or [])
-    if name not in tags:
-        tags.append(name)
-    # A new dict, so SQLAlchemy sees the JSON column change.
-    contact.attributes = {**(contact.attributes or {}), "tags": tags}
+    await _contact(session, contact_id)
+    await apply_tags(session, [contact_id], [name], "automation")
 
 
 async def set_attribute(session: AsyncSession, contact_id: uuid.UUID, name: str, value: Any) -> None:

@@ -20,6 +20,7 @@ from parley.automation.flows import service as flow_service
 from parley.automation.flows.definition import dump_definition
 from parley.automation.schemas import RuleIn, RuleRead, UnmatchedGroup
 from parley.channels.runtime import runtime
+from parley.contacts.tags import tags_of
 from parley.context import Context
 from parley.db import session_scope
 from parley.exceptions import BadRequest, NotFound
@@ -253,7 +254,7 @@ async def dry_run(
             "city": row.city,
             "language": row.language,
             "attributes": dict(row.attributes or {}),
-            "tags": list((row.attributes or {}).get("tags") or []),
+            "tags": [tag.name for tag, _link in await tags_of(session, row.id)],
             **contact,
         }
     return await flow_service.dry_run(

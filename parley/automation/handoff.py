@@ -1,8 +1,7 @@
-"""A flow handing its conversation to people: the one seam where routing takes over at merge.
+"""A flow (or a menu button) handing its conversation to people: it enters a routing queue.
 
-On this branch the conversation becomes open and unassigned, the hand-off is
-written on the contact's timeline and published to consoles; the lead points
-:func:`hand_off` at ``parley.routing.service.enqueue_conversation`` at merge.
+The hand-off is also written on the contact's timeline, so the 360° view shows
+where the bot stopped and why.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from parley.conversations.pipeline import publish_conversation_updated
 from parley.exceptions import NotFound
 from parley.kit.types import utcnow
 from parley.models import Contact, Conversation, ConversationStatus, TimelineEvent
+from parley.routing.service import enqueue_conversation
 
 
 async def hand_off(
@@ -26,7 +26,6 @@ async def hand_off(
     if conversation is None:
         raise NotFound("No such conversation")
     conversation.status = ConversationStatus.open
-    conversation.assignee_id = None
     conversation.snoozed_until = None
     contact = await session.get(Contact, conversation.contact_id)
     session.add(
@@ -39,6 +38,7 @@ async def hand_off(
         )
     )
     await session.flush()
+    await enqueue_conversation(session, ctx, conversation_id=conversation_id, queue_id=queue_id, note=note)
     publish_conversation_updated(session, ctx, conversation, contact)
 
 

@@ -9,18 +9,17 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.models import Contact, EntryRule
+from parley.models import Contact, ContactTag, EntryRule, Tag
 
 
 async def contact_tag_names(session: AsyncSession, contact_id: uuid.UUID) -> set[str]:
-    """The contact's tag names.
-
-    Tags are being built on another branch; until they land, they are read from
-    ``contacts.attributes["tags"]``. This is the one place to point at the tag table.
-    """
-    attributes = await session.scalar(select(Contact.attributes).where(Contact.id == contact_id))
-    tags = (attributes or {}).get("tags", [])
-    return {str(t) for t in tags} if isinstance(tags, list) else set()
+    """The contact's tag names, for VIP and entry rules."""
+    names = await session.scalars(
+        select(Tag.name)
+        .join(ContactTag, ContactTag.tag_id == Tag.id)
+        .where(ContactTag.contact_id == contact_id)
+    )
+    return set(names.all())
 
 
 class ContactCondition(BaseModel):

@@ -120,7 +120,18 @@ async def serve_vin_service() -> tuple[VinService, Any]:
 QUEUE_ID = "5b0f6f7e-8a44-4a53-9b0e-3f1d2c1a0b99"
 
 
-def vin_flow(url: str, *, question: str = "请发送您的17位车架号（VIN）") -> dict[str, Any]:
+async def create_queue(http: Any, headers: dict[str, str], *, base: str = "") -> str:
+    """A routing queue for the flow to hand off to."""
+    response = await http.post(
+        f"{base}/api/v1/routing/queues", json={"name": "Vehicle support 车辆服务"}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def vin_flow(
+    url: str, *, question: str = "请发送您的17位车架号（VIN）", queue_id: str = QUEUE_ID
+) -> dict[str, Any]:
     return {
         "start": "ask_vin",
         "nodes": [
@@ -164,7 +175,7 @@ def vin_flow(url: str, *, question: str = "请发送您的17位车架号（VIN�
                 "reply": {"type": "text", "text": "您的{{model}}已找到，正在为您转接{{dealer}}顾问"},
                 "next": "handoff",
             },
-            {"id": "handoff", "type": "handoff", "queue_id": QUEUE_ID, "note": "VIN {{vin}} ({{model}})"},
+            {"id": "handoff", "type": "handoff", "queue_id": queue_id, "note": "VIN {{vin}} ({{model}})"},
             {
                 "id": "unknown",
                 "type": "send",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from parley.sandbox import wiring
-from tests.automation.support import serve_vin_service, vin_flow
+from tests.automation.support import create_queue, serve_vin_service, vin_flow
 from tests.fixtures.browser import wait_until
 
 VIN = "LSVAU2180N2183294"
@@ -41,7 +41,13 @@ async def test_vin_flow_survives_a_server_kill_while_it_waits(stack, live_server
     await wiring.add_wechat_user(
         stack.http, stack.sims.wechat, account.app_id, nickname="李雷", openid="oVin"
     )
-    flow = await _api(stack, "POST", "/flows", json={"name": "VIN", "definition": vin_flow(vin_service.url)})
+    queue_id = await create_queue(stack.http, stack.admin, base=stack.parley)
+    flow = await _api(
+        stack,
+        "POST",
+        "/flows",
+        json={"name": "VIN", "definition": vin_flow(vin_service.url, queue_id=queue_id)},
+    )
     await _api(
         stack,
         "POST",
@@ -86,6 +92,9 @@ async def test_vin_flow_survives_a_server_kill_while_it_waits(stack, live_server
         "handoff",
     ]
     await wait_until(lambda: _sent_to_user(stack, account.app_id, "oVin", "您的Model Y已找到"), timeout_s=30)
+    board = await stack.http.get(f"{stack.parley}/api/v1/routing/wallboard", headers=stack.admin)
+    [queue] = [q for q in board.json()["queues"] if q["id"] == queue_id]
+    assert queue["waiting"] == 1, queue
 
 
 async def test_published_menu_reaches_the_phone_and_a_click_starts_the_flow(stack, vin_service):

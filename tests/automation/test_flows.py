@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import select, update
 
 from parley.automation.flows import service as flows
+from parley.contacts.tags import tags_of
 from parley.kit.types import utcnow
-from parley.models import Contact, Conversation, FlowRun, Message, TimelineEvent
+from parley.models import Contact, Conversation, FlowRun, Message, QueueEntry, TimelineEvent
 from tests.automation.support import (
-    QUEUE_ID,
     _account,
+    create_queue,
     create_rule,
     push,
     read_reply,
@@ -128,7 +129,8 @@ class TestVinFlow:
         self, app, client, session, admin_headers, vin_service
     ):
         account = await _account(client, admin_headers, "wechat", mode="safe")
-        flow = await _flow(client, admin_headers, vin_flow(vin_service.url))
+        queue_id = await create_queue(client, admin_headers)
+        flow = await _flow(client, admin_headers, vin_flow(vin_service.url, queue_id=queue_id))
         await create_rule(
             client,
             admin_headers,
@@ -164,27 +166,43 @@ class TestVinFlow:
         session.expire_all()
         conversation = await session.scalar(select(Conversation))
         assert (conversation.status, conversation.assignee_id) == ("open", None)
+        # Nobody in the queue is online: the customer waits there, and was told so.
+        waiting = await session.scalar(
+            select(QueueEntry).where(QueueEntry.conversation_id == conversation.id)
+        )
+        assert waiting is not None and str(waiting.queue_id) == queue_id and waiting.status == "waiting"
         handoff = await session.scalar(select(TimelineEvent).where(TimelineEvent.type == "handoff"))
         assert (
             handoff is not None
-            and handoff.data["queue_id"] == QUEUE_ID
+            and handoff.data["queue_id"] == queue_id
             and handoff.data["note"] == f"VIN {VIN} (Model Y)"
         )
         contact = await session.scalar(select(Contact))
-        assert contact.attributes["tags"] == ["车主"] and contact.attributes["vin"] == VIN
+        assert [tag.name for tag, _link in await tags_of(session, contact.id)] == ["车主"]
+        assert contact.attributes["vin"] == VIN
         sent = [
             m.text
             for m in (
-                await session.scalars(select(Message).where(Message.direction == "out").order_by(Message.id))
+                await session.scalars(
+                    select(Message)
+                    .where(Message.direction == "out", Message.kind != "note")
+                    .order_by(Message.id)
+                )
             ).all()
         ]
-        assert sent == ["请发送您的17位车架号（VIN）", "您的Model Y已找到，正在为您转接重庆两江店顾问"]
+        # The flow's two messages, then routing tells the customer where they stand in the queue.
+        assert sent[:2] == ["请发送您的17位车架号（VIN）", "您的Model Y已找到，正在为您转接重庆两江店顾问"]
+        assert len(sent) == 3 and "queue" in sent[2]
+        # The flow's note goes to the agents only, on the conversation.
+        note = await session.scalar(select(Message).where(Message.kind == "note"))
+        assert note is not None and note.text == f"VIN {VIN} (Model Y)"
 
     async def test_service_errors_are_retried_then_the_error_branch_is_taken(
         self, app, client, admin_headers, vin_service
     ):
         account = await _account(client, admin_headers, "wechat", mode="plain")
-        flow = await _flow(client, admin_headers, vin_flow(vin_service.url))
+        queue_id = await create_queue(client, admin_headers)
+        flow = await _flow(client, admin_headers, vin_flow(vin_service.url, queue_id=queue_id))
         await create_rule(
             client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"]
         )
@@ -231,7 +249,10 @@ class TestVersions:
         self, app, client, admin_headers, vin_service
     ):
         account = await _account(client, admin_headers, "wechat", mode="plain")
-        flow = await _flow(client, admin_headers, vin_flow(vin_service.url, question="v1: 请发送VIN"))
+        queue_id = await create_queue(client, admin_headers)
+        flow = await _flow(
+            client, admin_headers, vin_flow(vin_service.url, question="v1: 请发送VIN", queue_id=queue_id)
+        )
         await create_rule(
             client, admin_headers, account, name="VIN", keywords=[{"text": "vin"}], flow_id=flow["id"]
         )
@@ -240,7 +261,7 @@ class TestVersions:
         )
         assert first is not None and first["Content"] == "v1: 请发送VIN"
 
-        edited = vin_flow(vin_service.url, question="v2: 请发送车架号")
+        edited = vin_flow(vin_service.url, question="v2: 请发送车架号", queue_id=queue_id)
         edited["nodes"][4]["reply"]["text"] = "v2: 找到了{{model}}"
         response = await client.post(
             f"/api/v1/automation/flows/{flow['id']}/versions",

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.contacts.tags import apply_tags
 from parley.kit.types import utcnow
 from parley.models import (
     ChannelAccount,
@@ -67,9 +68,12 @@ class World:
         return queue
 
     async def customer(self, name: str, *, attributes: dict[str, Any] | None = None) -> Conversation:
-        contact = Contact(id=uuid.uuid4(), display_name=name, attributes=attributes or {})
+        attributes = dict(attributes or {})
+        tags = attributes.pop("tags", [])
+        contact = Contact(id=uuid.uuid4(), display_name=name, attributes=attributes)
         self.session.add(contact)
         await self.session.flush()
+        await apply_tags(self.session, [contact.id], tags, "agent")
         self.session.add(
             ContactIdentity(
                 contact_id=contact.id,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from parley.channels.base import InboundEvent, InboundKind, Sender
+from parley.contacts.tags import apply_tags
 from parley.kit.types import utcnow
 from parley.models import Contact, ContactIdentity, Conversation, Direction, EntryStatus, Message, QueueEntry
 from parley.routing import admin
@@ -83,9 +84,12 @@ async def setup(session):
 
 
 async def known_contact(session, account, openid: str, attributes: dict) -> None:
+    attributes = dict(attributes)
+    tags = attributes.pop("tags", [])
     contact = Contact(id=uuid.uuid4(), display_name=openid, attributes=attributes)
     session.add(contact)
     await session.flush()
+    await apply_tags(session, [contact.id], tags, "agent")
     session.add(
         ContactIdentity(
             contact_id=contact.id,
@@ -173,9 +177,11 @@ async def test_an_online_agent_gets_the_customer_at_once(session):
     assert updated and updated[-1]["conversation"]["assignee_id"] == str(agent.id)
 
 
-async def test_tags_are_read_from_contact_attributes_until_the_tag_table_lands(session):
-    contact = Contact(id=uuid.uuid4(), display_name="x", attributes={"tags": ["vip", "wholesale"]})
+async def test_rules_see_the_contacts_tags(session):
+    contact = Contact(id=uuid.uuid4(), display_name="x", attributes={"tags": ["not-a-tag"]})
     session.add(contact)
+    await session.flush()
+    await apply_tags(session, [contact.id], ["vip", "wholesale"], "agent")
     await session.commit()
     assert await contact_tag_names(session, contact.id) == {"vip", "wholesale"}
 

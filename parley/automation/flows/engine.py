@@ -66,7 +66,7 @@ class Effects(Protocol):
 
     async def hand_off(self, queue_id: uuid.UUID, note: str | None) -> dict[str, Any]: ...
 
-    def contact_view(self) -> dict[str, Any]: ...
+    async def contact_view(self) -> dict[str, Any]: ...
 
 
 # --- conditions ---------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ async def advance(
             state.wake_at = now + timedelta(seconds=node.timeout_s)
             return steps
         elif isinstance(node, BranchNode):
-            contact = effects.contact_view()
+            contact = await effects.contact_view()
             target, taken = node.default, "default"
             for index, branch in enumerate(node.branches):
                 if all(holds(c, state.variables, contact) for c in branch.when):

@@ -20,6 +20,7 @@ from parley.automation.flows.engine import RunState, Status, StepRecord, advance
 from parley.automation.handoff import active_conversation, hand_off
 from parley.automation.outbound import NO_PASSIVE, Responder, send_reply
 from parley.automation.schemas import Reply, render
+from parley.contacts.tags import tags_of
 from parley.context import Context
 from parley.db import on_commit
 from parley.exceptions import BadRequest, NotFound
@@ -196,10 +197,11 @@ class RunEffects:
         self.run.conversation_id = active.id
         return active.id
 
-    def contact_view(self) -> dict[str, Any]:
+    async def contact_view(self) -> dict[str, Any]:
         if self.contact is None:
             return {}
         c = self.contact
+        tags = [tag.name for tag, _link in await tags_of(self.session, c.id)]
         return {
             "display_name": c.display_name,
             "phone": c.phone,
@@ -209,7 +211,7 @@ class RunEffects:
             "country": c.country,
             "lifecycle_stage": c.lifecycle_stage,
             "attributes": dict(c.attributes or {}),
-            "tags": list((c.attributes or {}).get("tags") or []),
+            "tags": tags,
         }
 
 
@@ -541,7 +543,7 @@ class DryEffects:
     async def hand_off(self, queue_id: uuid.UUID, note: str | None) -> dict[str, Any]:
         return {"dry_run": True}
 
-    def contact_view(self) -> dict[str, Any]:
+    async def contact_view(self) -> dict[str, Any]:
         return self.contact
 
 

@@ -28,7 +28,7 @@ from parley.contacts.fields import (
     coerce_standard,
 )
 from parley.contacts.imports.reader import show
-from parley.contacts.imports.tags import parse_tag_names
+from parley.contacts.tags import parse_tag_names
 from parley.models import AttributeDefinition, AttributeType, IdentityKind
 
 TAGS = "tags"

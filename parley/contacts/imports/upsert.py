@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.imports.ids import uuid7
 from parley.contacts.imports.mapping import Identity, Row
-from parley.contacts.imports.tags import add_contact_tags, ensure_tags
+from parley.contacts.tags import add_contact_tags, ensure_tags
 from parley.kit.types import utcnow
 from parley.models import Contact, ContactIdentity, ContactTag, IdentityKind
 

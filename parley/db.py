@@ -61,6 +61,14 @@ async def begin_write(session: AsyncSession) -> None:
         raise
 
 
+def writing_in_this_task(maker: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether this task already holds SQLite's write lock (so another write session here would deadlock)."""
+    bind = maker.kw.get("bind")
+    engine = bind.sync_engine if isinstance(bind, AsyncEngine) else bind
+    lock = _WRITE_LOCKS.get(engine) if isinstance(engine, Engine) else None
+    return lock is not None and lock.locked() and _OWNERS.get(lock) is asyncio.current_task()
+
+
 def _release(sync_session: Session) -> None:
     lock: asyncio.Lock | None = sync_session.info.pop(_HELD, None)
     if lock is not None and lock.locked():

@@ -7,16 +7,18 @@ so that another site cannot make a signed-in agent's browser act.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley.auth import service as auth_service
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
-from parley.db import begin_write, commit, rollback_callbacks, session_scope
+from parley.db import begin_write, commit, rollback_callbacks, session_scope, writing_in_this_task
 from parley.exceptions import Forbidden, Unauthorized
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,6 +45,20 @@ DBSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def _touch_token(maker: async_sessionmaker[AsyncSession], token_id: uuid.UUID) -> None:
+    async with session_scope(maker) as session:
+        await auth_service.api_token.touch(session, token_id)
 
 
 async def _resolve(request: Request) -> Principal | None:
@@ -86,8 +102,12 @@ async def _resolve(request: Request) -> Principal | None:
         # (and after a rollback of the request's own session).
         session.expunge_all()
     if touch_token is not None:
-        async with session_scope(maker) as session:
-            await auth_service.api_token.touch(session, touch_token)
+        if writing_in_this_task(maker):
+            # The endpoint's own write transaction opened first (its session is listed before the
+            # permission check); "last used" is bookkeeping, so it is written beside, not inside.
+            _spawn(_touch_token(maker, touch_token))
+        else:
+            await _touch_token(maker, touch_token)
     request.state.principal = principal
     return principal
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
-from parley.models import AuditLog, Role, Team, User
+from parley.models import APIToken, AuditLog, Role, Team, User
 from tests.fixtures.factories import create_token, create_user
 
 
@@ -40,6 +42,23 @@ class TestAuthentication:
         await client.patch(f"/api/v1/users/{agent.id}", json={"is_active": False}, headers=admin_headers)
         response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401
+
+    async def test_a_new_tokens_first_call_may_be_a_write(self, client, session):
+        # Its first use records "last used" while the endpoint's own write transaction is open.
+        supervisor = await create_user(session, email="ops@example.com", role="supervisor")
+        token = await create_token(session, supervisor)
+        response = await client.post(
+            "/api/v1/operations/delivery/retry", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["retried"] == 0
+        for _ in range(100):
+            session.expire_all()
+            await session.rollback()
+            if await session.scalar(select(APIToken.last_used_at)):
+                break
+            await asyncio.sleep(0.02)
+        assert await session.scalar(select(APIToken.last_used_at)) is not None
 
 
 class TestPermissions:

@@ -277,13 +277,13 @@ async def export_contacts(
     )
 
 
-@router.get("/contacts/{contact_id}", response_model=ContactDetail)
+@router.get("/contacts/{contact_id:uuid}", response_model=ContactDetail)
 async def read_contact(_: ContactsRead, session: DBSession, contact_id: uuid.UUID) -> ContactDetail:
     return await _detail(session, await contact_service.get_contact(session, contact_id))
 
 
 @router.patch(
-    "/contacts/{contact_id}",
+    "/contacts/{contact_id:uuid}",
     response_model=ContactDetail,
     responses={
         422: {"description": "Invalid values; nothing was saved. `errors` maps each field to its reason"}
@@ -313,7 +313,7 @@ async def update_contact(
     return await _detail(session, contact)
 
 
-@router.get("/contacts/{contact_id}/timeline", response_model=list[TimelineItemRead])
+@router.get("/contacts/{contact_id:uuid}/timeline", response_model=list[TimelineItemRead])
 async def contact_timeline(
     _: ContactsRead, session: DBSession, contact_id: uuid.UUID, limit: int = Query(50, ge=1, le=200)
 ) -> list[TimelineItemRead]:
@@ -322,13 +322,13 @@ async def contact_timeline(
     return [TimelineItemRead(**item.as_dict()) for item in items]
 
 
-@router.get("/contacts/{contact_id}/locations", response_model=list[LocationRead])
+@router.get("/contacts/{contact_id:uuid}/locations", response_model=list[LocationRead])
 async def contact_locations(_: ContactsRead, session: DBSession, contact_id: uuid.UUID) -> list[LocationRead]:
     await contact_service.get_contact(session, contact_id)
     return [LocationRead(**p) for p in await contact_service.location_track(session, contact_id)]
 
 
-@router.post("/contacts/{contact_id}/tags", response_model=ContactDetail)
+@router.post("/contacts/{contact_id:uuid}/tags", response_model=ContactDetail)
 async def tag_contact(
     principal: ContactsWrite, session: DBSession, contact_id: uuid.UUID, data: BulkTags
 ) -> Any:
@@ -337,7 +337,7 @@ async def tag_contact(
     return await _detail(session, contact)
 
 
-@router.delete("/contacts/{contact_id}/tags/{tag_id}", response_model=ContactDetail)
+@router.delete("/contacts/{contact_id:uuid}/tags/{tag_id}", response_model=ContactDetail)
 async def untag_contact(
     _: ContactsWrite, session: DBSession, contact_id: uuid.UUID, tag_id: uuid.UUID
 ) -> Any:
@@ -529,7 +529,7 @@ class MergeRead(Schema):
     undone_at: datetime | None
 
 
-@router.post("/contacts/{contact_id}/merge", response_model=MergeRead, status_code=status.HTTP_201_CREATED)
+@router.post("/contacts/{contact_id:uuid}/merge", response_model=MergeRead, status_code=status.HTTP_201_CREATED)
 async def merge_contact(
     principal: ContactsWrite, session: DBSession, contact_id: uuid.UUID, data: MergeRequest
 ) -> Any:
@@ -557,7 +557,7 @@ async def merge_contact(
     return row
 
 
-@router.get("/contacts/{contact_id}/merges", response_model=list[MergeRead])
+@router.get("/contacts/{contact_id:uuid}/merges", response_model=list[MergeRead])
 async def contact_merges(_: ContactsRead, session: DBSession, contact_id: uuid.UUID) -> Any:
     return await merge.merges_of(session, contact_id)
 
@@ -572,7 +572,7 @@ async def undo_contact_merge(principal: ContactsWrite, session: DBSession, merge
 
 
 @router.post(
-    "/contacts/{contact_id}/identities/{identity_id}/split",
+    "/contacts/{contact_id:uuid}/identities/{identity_id}/split",
     response_model=ContactDetail,
     status_code=status.HTTP_201_CREATED,
 )
@@ -595,7 +595,7 @@ async def split_contact_identity(
     return await _detail(session, new)
 
 
-@router.post("/contacts/{contact_id}/refresh-profile", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/contacts/{contact_id:uuid}/refresh-profile", status_code=status.HTTP_202_ACCEPTED)
 async def refresh_profile(_: ContactsWrite, session: DBSession, contact_id: uuid.UUID) -> dict[str, int]:
     """Queues the contact's platform profiles (WeChat user info) to be fetched again by the profile worker."""
     await contact_service.get_contact(session, contact_id)

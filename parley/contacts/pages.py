@@ -162,14 +162,14 @@ async def segments_page(request: Request, session: DBSession, principal: PageCon
     )
 
 
-@router.get("/contacts/{contact_id}", response_class=HTMLResponse)
+@router.get("/contacts/{contact_id:uuid}", response_class=HTMLResponse)
 async def contact_page(
     request: Request, session: DBSession, principal: PageContacts, contact_id: uuid.UUID
 ) -> HTMLResponse:
     return await _contact_page(request, session, principal, contact_id)
 
 
-@router.post("/contacts/{contact_id}/profile", response_class=HTMLResponse, response_model=None)
+@router.post("/contacts/{contact_id:uuid}/profile", response_class=HTMLResponse, response_model=None)
 async def save_profile(
     request: Request, session: DBSession, principal: PageContactsWrite, contact_id: uuid.UUID
 ) -> HTMLResponse | RedirectResponse:
@@ -222,10 +222,10 @@ async def save_profile(
             target_id=contact.id,
             changes=changes,
         )
-    return RedirectResponse(f"/contacts/{contact_id}?saved=1", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id:uuid}?saved=1", status_code=303)
 
 
-@router.post("/contacts/{contact_id}/tags", response_class=HTMLResponse, response_model=None)
+@router.post("/contacts/{contact_id:uuid}/tags", response_class=HTMLResponse, response_model=None)
 async def add_tag(
     request: Request, session: DBSession, principal: PageContactsWrite, contact_id: uuid.UUID
 ) -> HTMLResponse | RedirectResponse:
@@ -244,15 +244,15 @@ async def add_tag(
         return await _contact_page(
             request, session, principal, contact_id, errors={"tags": exc.message}, status_code=exc.status_code
         )
-    return RedirectResponse(f"/contacts/{contact_id}", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id:uuid}", status_code=303)
 
 
-@router.post("/contacts/{contact_id}/tags/{tag_id}/remove")
+@router.post("/contacts/{contact_id:uuid}/tags/{tag_id}/remove")
 async def remove_tag(
     session: DBSession, principal: PageContactsWrite, contact_id: uuid.UUID, tag_id: uuid.UUID
 ) -> RedirectResponse:
     await tag_service.remove_tags(session, [contact_id], [tag_id])
-    return RedirectResponse(f"/contacts/{contact_id}", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id:uuid}", status_code=303)
 
 
 # --- Settings → Contacts -----------------------------------------------------------------------

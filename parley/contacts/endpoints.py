@@ -529,7 +529,9 @@ class MergeRead(Schema):
     undone_at: datetime | None
 
 
-@router.post("/contacts/{contact_id:uuid}/merge", response_model=MergeRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/contacts/{contact_id:uuid}/merge", response_model=MergeRead, status_code=status.HTTP_201_CREATED
+)
 async def merge_contact(
     principal: ContactsWrite, session: DBSession, contact_id: uuid.UUID, data: MergeRequest
 ) -> Any:

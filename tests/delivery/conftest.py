@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,10 +13,8 @@ from parley.context import Context, build_context
 from tests.fixtures.browser import ServerProcess, free_port, server_env
 
 
-@pytest.fixture(scope="session")
-def whatsapp_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One simulator for the session; every test registers its own account (own phone number id)."""
-    tmp = tmp_path_factory.mktemp("sim")
+@contextlib.contextmanager
+def _simulator(tmp: Path) -> Iterator[str]:
     port = free_port()
     env = server_env("sqlite+aiosqlite:///" + str(tmp / "unused.db"), tmp)
     sim = ServerProcess(
@@ -25,6 +24,20 @@ def whatsapp_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield sim.url
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def whatsapp_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One simulator for the session; every test registers its own account (own phone number id)."""
+    with _simulator(tmp_path_factory.mktemp("sim")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_whatsapp_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A simulator of the test's own, for rate measurements: the shared one carries earlier tests' work."""
+    with _simulator(tmp_path_factory.mktemp("sim")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -131,9 +131,9 @@ class TestCrashRecovery:
 
 class TestSharedRateLimit:
     async def test_two_workers_together_hold_the_account_rate(
-        self, database_url: str, session: AsyncSession, whatsapp_sim: str, tmp_path: Path
+        self, database_url: str, session: AsyncSession, fresh_whatsapp_sim: str, tmp_path: Path
     ) -> None:
-        sim = register_sim_account(whatsapp_sim, users=50, rate_per_s=220)
+        sim = register_sim_account(fresh_whatsapp_sim, users=50, rate_per_s=220)
         account = await create_parley_account(session, sim)
         await delivery.set_limits(session, account_id=account.id, rate_per_s=200, burst=20)
         messages = [template_to(sim.users[i % 50]) for i in range(1000)]

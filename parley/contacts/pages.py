@@ -222,7 +222,7 @@ async def save_profile(
             target_id=contact.id,
             changes=changes,
         )
-    return RedirectResponse(f"/contacts/{contact_id:uuid}?saved=1", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id}?saved=1", status_code=303)
 
 
 @router.post("/contacts/{contact_id:uuid}/tags", response_class=HTMLResponse, response_model=None)
@@ -244,7 +244,7 @@ async def add_tag(
         return await _contact_page(
             request, session, principal, contact_id, errors={"tags": exc.message}, status_code=exc.status_code
         )
-    return RedirectResponse(f"/contacts/{contact_id:uuid}", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id}", status_code=303)
 
 
 @router.post("/contacts/{contact_id:uuid}/tags/{tag_id}/remove")
@@ -252,7 +252,7 @@ async def remove_tag(
     session: DBSession, principal: PageContactsWrite, contact_id: uuid.UUID, tag_id: uuid.UUID
 ) -> RedirectResponse:
     await tag_service.remove_tags(session, [contact_id], [tag_id])
-    return RedirectResponse(f"/contacts/{contact_id:uuid}", status_code=303)
+    return RedirectResponse(f"/contacts/{contact_id}", status_code=303)
 
 
 # --- Settings → Contacts -----------------------------------------------------------------------

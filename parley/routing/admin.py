@@ -1,18 +1,41 @@
-"""Administering routing: queues, members and skills, capacity, entry rules and their order."""
+"""Administering routing: queues, members and skills, capacity, entry rules and their order.
+
+Every change is audited here, in the caller's transaction, whichever surface (API or console) made it.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.auth.service import Principal, audit
 from parley.context import Context
 from parley.exceptions import Conflict, NotFound, UnprocessableEntity
 from parley.models import EntryRule, QueueMember, Role, RoleCapacity, RoutingAgent, RoutingQueue, Team, User
 from parley.routing.schemas import CapacityWrite, MemberRead, MemberWrite, QueueWrite, RuleWrite
 from parley.routing.service import on_agent_available
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: Principal | None,
+    action: str,
+    target_type: str,
+    target_id: uuid.UUID | None,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    await audit.record(
+        session,
+        actor=actor,
+        action=f"routing.{action}",
+        target_type=target_type,
+        target_id=target_id,
+        changes=changes,
+    )
 
 
 async def _check_queue(session: AsyncSession, data: QueueWrite, queue_id: uuid.UUID | None) -> None:
@@ -42,26 +65,32 @@ def _apply(queue: RoutingQueue, data: QueueWrite) -> None:
         setattr(queue, key, value)
 
 
-async def create_queue(session: AsyncSession, data: QueueWrite) -> RoutingQueue:
+async def create_queue(
+    session: AsyncSession, data: QueueWrite, *, actor: Principal | None = None
+) -> RoutingQueue:
     await _check_queue(session, data, None)
     queue = RoutingQueue(id=uuid.uuid4())
     _apply(queue, data)
     session.add(queue)
     await session.flush()
+    await _audit(session, actor, "queue.create", "routing_queue", queue.id, {"name": queue.name})
     return queue
 
 
-async def update_queue(session: AsyncSession, queue_id: uuid.UUID, data: QueueWrite) -> RoutingQueue:
+async def update_queue(
+    session: AsyncSession, queue_id: uuid.UUID, data: QueueWrite, *, actor: Principal | None = None
+) -> RoutingQueue:
     queue = await session.get(RoutingQueue, queue_id)
     if queue is None:
         raise NotFound("Queue not found")
     await _check_queue(session, data, queue_id)
     _apply(queue, data)
     await session.flush()
+    await _audit(session, actor, "queue.update", "routing_queue", queue_id, data.model_dump(mode="json"))
     return queue
 
 
-async def delete_queue(session: AsyncSession, queue_id: uuid.UUID) -> None:
+async def delete_queue(session: AsyncSession, queue_id: uuid.UUID, *, actor: Principal | None = None) -> None:
     queue = await session.get(RoutingQueue, queue_id)
     if queue is None:
         raise NotFound("Queue not found")
@@ -70,6 +99,7 @@ async def delete_queue(session: AsyncSession, queue_id: uuid.UUID) -> None:
         await session.flush()
     except IntegrityError as exc:
         raise Conflict("The queue is still in use") from exc
+    await _audit(session, actor, "queue.delete", "routing_queue", queue_id)
 
 
 async def ensure_agent(session: AsyncSession, user_id: uuid.UUID) -> RoutingAgent:
@@ -82,7 +112,12 @@ async def ensure_agent(session: AsyncSession, user_id: uuid.UUID) -> RoutingAgen
 
 
 async def set_member(
-    session: AsyncSession, ctx: Context | None, queue_id: uuid.UUID, data: MemberWrite
+    session: AsyncSession,
+    ctx: Context | None,
+    queue_id: uuid.UUID,
+    data: MemberWrite,
+    *,
+    actor: Principal | None = None,
 ) -> QueueMember:
     if await session.get(RoutingQueue, queue_id) is None:
         raise NotFound("Queue not found")
@@ -97,16 +132,20 @@ async def set_member(
     member.skill_level = data.skill_level
     member.weight = data.weight
     await session.flush()
+    await _audit(session, actor, "member.set", "routing_queue", queue_id, data.model_dump(mode="json"))
     await on_agent_available(session, ctx, user.id)
     return member
 
 
-async def remove_member(session: AsyncSession, queue_id: uuid.UUID, user_id: uuid.UUID) -> None:
+async def remove_member(
+    session: AsyncSession, queue_id: uuid.UUID, user_id: uuid.UUID, *, actor: Principal | None = None
+) -> None:
     result = await session.execute(
         delete(QueueMember).where(QueueMember.queue_id == queue_id, QueueMember.user_id == user_id)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("Not a member of this queue")
+    await _audit(session, actor, "member.remove", "routing_queue", queue_id, {"user_id": str(user_id)})
 
 
 async def members(session: AsyncSession, queue_id: uuid.UUID) -> list[MemberRead]:
@@ -132,19 +171,30 @@ async def members(session: AsyncSession, queue_id: uuid.UUID) -> list[MemberRead
 
 
 async def set_agent_capacity(
-    session: AsyncSession, ctx: Context | None, user_id: uuid.UUID, data: CapacityWrite
+    session: AsyncSession,
+    ctx: Context | None,
+    user_id: uuid.UUID,
+    data: CapacityWrite,
+    *,
+    actor: Principal | None = None,
 ) -> RoutingAgent:
     if await session.get(User, user_id) is None:
         raise NotFound("User not found")
     agent = await ensure_agent(session, user_id)
     agent.capacity = data.capacity
     await session.flush()
+    await _audit(session, actor, "capacity.agent", "user", user_id, {"capacity": data.capacity})
     await on_agent_available(session, ctx, user_id)
     return agent
 
 
 async def set_role_capacity(
-    session: AsyncSession, ctx: Context | None, role_id: uuid.UUID, data: CapacityWrite
+    session: AsyncSession,
+    ctx: Context | None,
+    role_id: uuid.UUID,
+    data: CapacityWrite,
+    *,
+    actor: Principal | None = None,
 ) -> None:
     if await session.get(Role, role_id) is None:
         raise NotFound("Role not found")
@@ -157,12 +207,13 @@ async def set_role_capacity(
     else:
         row.capacity = data.capacity
     await session.flush()
+    await _audit(session, actor, "capacity.role", "role", role_id, {"capacity": data.capacity})
     users = (await session.scalars(select(User.id).where(User.role_id == role_id))).all()
     for user_id in users:
         await on_agent_available(session, ctx, user_id)
 
 
-async def create_rule(session: AsyncSession, data: RuleWrite) -> EntryRule:
+async def create_rule(session: AsyncSession, data: RuleWrite, *, actor: Principal | None = None) -> EntryRule:
     if await session.get(RoutingQueue, data.queue_id) is None:
         raise UnprocessableEntity("Unknown queue")
     last = await session.scalar(select(func.max(EntryRule.position)))
@@ -176,10 +227,13 @@ async def create_rule(session: AsyncSession, data: RuleWrite) -> EntryRule:
     )
     session.add(rule)
     await session.flush()
+    await _audit(session, actor, "rule.create", "routing_rule", rule.id, data.model_dump(mode="json"))
     return rule
 
 
-async def update_rule(session: AsyncSession, rule_id: uuid.UUID, data: RuleWrite) -> EntryRule:
+async def update_rule(
+    session: AsyncSession, rule_id: uuid.UUID, data: RuleWrite, *, actor: Principal | None = None
+) -> EntryRule:
     rule = await session.get(EntryRule, rule_id)
     if rule is None:
         raise NotFound("Rule not found")
@@ -188,22 +242,27 @@ async def update_rule(session: AsyncSession, rule_id: uuid.UUID, data: RuleWrite
     rule.name, rule.queue_id, rule.is_active = data.name, data.queue_id, data.is_active
     rule.conditions = data.conditions.model_dump(mode="json", exclude_defaults=True)
     await session.flush()
+    await _audit(session, actor, "rule.update", "routing_rule", rule_id, data.model_dump(mode="json"))
     return rule
 
 
-async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> None:
+async def delete_rule(session: AsyncSession, rule_id: uuid.UUID, *, actor: Principal | None = None) -> None:
     rule = await session.get(EntryRule, rule_id)
     if rule is None:
         raise NotFound("Rule not found")
     await session.delete(rule)
     await session.flush()
+    await _audit(session, actor, "rule.delete", "routing_rule", rule_id)
 
 
-async def order_rules(session: AsyncSession, ids: list[uuid.UUID]) -> list[EntryRule]:
+async def order_rules(
+    session: AsyncSession, ids: list[uuid.UUID], *, actor: Principal | None = None
+) -> list[EntryRule]:
     rules = {r.id: r for r in (await session.scalars(select(EntryRule))).all()}
     if set(ids) != set(rules) or len(ids) != len(rules):
         raise UnprocessableEntity("Give every rule exactly once, in the new order")
     for position, rule_id in enumerate(ids, start=1):
         rules[rule_id].position = position
     await session.flush()
+    await _audit(session, actor, "rule.order", "routing_rule", None, {"ids": [str(i) for i in ids]})
     return [rules[i] for i in ids]

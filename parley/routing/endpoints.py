@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
-from parley.auth.service import Principal, audit
+from parley.auth.service import Principal
 from parley.context import Context
 from parley.conversations.pipeline import conversation_summary
 from parley.exceptions import NotFound
@@ -60,15 +60,7 @@ async def list_queues(_: RoutingRead, session: DBSession) -> list[RoutingQueue]:
 
 @router.post("/routing/queues", response_model=QueueRead, status_code=status.HTTP_201_CREATED)
 async def create_queue(principal: RoutingWrite, session: DBSession, data: QueueWrite) -> RoutingQueue:
-    queue = await admin.create_queue(session, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.create",
-        target_type="routing_queue",
-        target_id=queue.id,
-        changes={"name": queue.name},
-    )
+    queue = await admin.create_queue(session, data, actor=principal)
     return queue
 
 
@@ -84,28 +76,13 @@ async def read_queue(_: RoutingRead, session: DBSession, queue_id: uuid.UUID) ->
 async def update_queue(
     principal: RoutingWrite, session: DBSession, queue_id: uuid.UUID, data: QueueWrite
 ) -> RoutingQueue:
-    queue = await admin.update_queue(session, queue_id, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.update",
-        target_type="routing_queue",
-        target_id=queue.id,
-        changes=data.model_dump(mode="json"),
-    )
+    queue = await admin.update_queue(session, queue_id, data, actor=principal)
     return queue
 
 
 @router.delete("/routing/queues/{queue_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_queue(principal: RoutingWrite, session: DBSession, queue_id: uuid.UUID) -> None:
-    await admin.delete_queue(session, queue_id)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.delete",
-        target_type="routing_queue",
-        target_id=queue_id,
-    )
+    await admin.delete_queue(session, queue_id, actor=principal)
 
 
 @router.get("/routing/queues/{queue_id}/members", response_model=list[MemberRead])
@@ -119,60 +96,28 @@ async def list_members(_: RoutingRead, session: DBSession, queue_id: uuid.UUID) 
 async def put_member(
     request: Request, principal: RoutingWrite, session: DBSession, queue_id: uuid.UUID, data: MemberWrite
 ) -> None:
-    await admin.set_member(session, _ctx(request), queue_id, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.member.set",
-        target_type="routing_queue",
-        target_id=queue_id,
-        changes=data.model_dump(mode="json"),
-    )
+    await admin.set_member(session, _ctx(request), queue_id, data, actor=principal)
 
 
 @router.delete("/routing/queues/{queue_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_member(
     principal: RoutingWrite, session: DBSession, queue_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
-    await admin.remove_member(session, queue_id, user_id)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.member.remove",
-        target_type="routing_queue",
-        target_id=queue_id,
-        changes={"user_id": str(user_id)},
-    )
+    await admin.remove_member(session, queue_id, user_id, actor=principal)
 
 
 @router.put("/routing/agents/{user_id}/capacity", status_code=status.HTTP_204_NO_CONTENT)
 async def put_agent_capacity(
     request: Request, principal: RoutingWrite, session: DBSession, user_id: uuid.UUID, data: CapacityWrite
 ) -> None:
-    await admin.set_agent_capacity(session, _ctx(request), user_id, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.capacity.agent",
-        target_type="user",
-        target_id=user_id,
-        changes={"capacity": data.capacity},
-    )
+    await admin.set_agent_capacity(session, _ctx(request), user_id, data, actor=principal)
 
 
 @router.put("/routing/roles/{role_id}/capacity", status_code=status.HTTP_204_NO_CONTENT)
 async def put_role_capacity(
     request: Request, principal: RoutingWrite, session: DBSession, role_id: uuid.UUID, data: CapacityWrite
 ) -> None:
-    await admin.set_role_capacity(session, _ctx(request), role_id, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.capacity.role",
-        target_type="role",
-        target_id=role_id,
-        changes={"capacity": data.capacity},
-    )
+    await admin.set_role_capacity(session, _ctx(request), role_id, data, actor=principal)
 
 
 @router.get("/routing/rules", response_model=list[RuleRead])
@@ -182,29 +127,13 @@ async def list_rules(_: RoutingRead, session: DBSession) -> list[EntryRule]:
 
 @router.post("/routing/rules", response_model=RuleRead, status_code=status.HTTP_201_CREATED)
 async def create_rule(principal: RoutingWrite, session: DBSession, data: RuleWrite) -> EntryRule:
-    rule = await admin.create_rule(session, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.rule.create",
-        target_type="routing_rule",
-        target_id=rule.id,
-        changes=data.model_dump(mode="json"),
-    )
+    rule = await admin.create_rule(session, data, actor=principal)
     return rule
 
 
 @router.put("/routing/rules/order", response_model=list[RuleRead])
 async def order_rules(principal: RoutingWrite, session: DBSession, data: RuleOrder) -> list[EntryRule]:
-    rules = await admin.order_rules(session, data.ids)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.rule.order",
-        target_type="routing_rule",
-        target_id=None,
-        changes={"ids": [str(i) for i in data.ids]},
-    )
+    rules = await admin.order_rules(session, data.ids, actor=principal)
     return rules
 
 
@@ -212,24 +141,13 @@ async def order_rules(principal: RoutingWrite, session: DBSession, data: RuleOrd
 async def update_rule(
     principal: RoutingWrite, session: DBSession, rule_id: uuid.UUID, data: RuleWrite
 ) -> EntryRule:
-    rule = await admin.update_rule(session, rule_id, data)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.rule.update",
-        target_type="routing_rule",
-        target_id=rule.id,
-        changes=data.model_dump(mode="json"),
-    )
+    rule = await admin.update_rule(session, rule_id, data, actor=principal)
     return rule
 
 
 @router.delete("/routing/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(principal: RoutingWrite, session: DBSession, rule_id: uuid.UUID) -> None:
-    await admin.delete_rule(session, rule_id)
-    await audit.record(
-        session, actor=principal, action="routing.rule.delete", target_type="routing_rule", target_id=rule_id
-    )
+    await admin.delete_rule(session, rule_id, actor=principal)
 
 
 @router.post("/conversations/{conversation_id}/transfer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from parley.auth.dependencies import DBSession
 from parley.auth.permissions import Permission
-from parley.auth.service import Principal, audit
+from parley.auth.service import Principal
 from parley.exceptions import ParleyError
 from parley.models import (
     ChannelAccount,
@@ -186,17 +187,9 @@ async def create_queue(request: Request, session: DBSession, principal: PageRout
         data = QueueWrite(
             name=str(form.get("name", "")).strip(), strategy=form.get("strategy") or Strategy.longest_waiting
         )
-        queue = await admin.create_queue(session, data)
+        queue = await admin.create_queue(session, data, actor=principal)
     except (ValidationError, ParleyError) as exc:
         return await _settings(request, session, principal, error=_error_text(exc), status_code=422)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.create",
-        target_type="routing_queue",
-        target_id=queue.id,
-        changes={"name": queue.name},
-    )
     return RedirectResponse(f"/settings/routing/queues/{queue.id}", status_code=303)
 
 
@@ -268,20 +261,12 @@ async def save_queue(
     form = await request.form()
     try:
         data = _queue_from_form(form)
-        await admin.update_queue(session, queue_id, data)
+        await admin.update_queue(session, queue_id, data, actor=principal)
     except (ValidationError, ParleyError, ValueError) as exc:
         await session.rollback()
         queue = await session.get(RoutingQueue, queue_id)
         assert queue is not None  # noqa: S101
         return await _queue_page(request, session, principal, queue, error=_error_text(exc), status_code=422)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.update",
-        target_type="routing_queue",
-        target_id=queue_id,
-        changes=data.model_dump(mode="json"),
-    )
     return RedirectResponse(f"/settings/routing/queues/{queue_id}?saved=1", status_code=303)
 
 
@@ -290,16 +275,9 @@ async def delete_queue(
     request: Request, session: DBSession, principal: PageRoutingWrite, queue_id: uuid.UUID
 ) -> Response:
     try:
-        await admin.delete_queue(session, queue_id)
+        await admin.delete_queue(session, queue_id, actor=principal)
     except ParleyError as exc:
         return await _settings(request, session, principal, error=_error_text(exc), status_code=409)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.queue.delete",
-        target_type="routing_queue",
-        target_id=queue_id,
-    )
     return RedirectResponse("/settings/routing", status_code=303)
 
 
@@ -318,24 +296,20 @@ async def save_member(
             skill_level=_int(form.get("skill_level")) or 1,
             weight=_int(form.get("weight")) or 1,
         )
-        await admin.set_member(session, ctx, queue_id, data)
+        await admin.set_member(session, ctx, queue_id, data, actor=principal)
         if "capacity" in form:
             await admin.set_agent_capacity(
-                session, ctx, data.user_id, CapacityWrite(capacity=_int(form.get("capacity")))
+                session,
+                ctx,
+                data.user_id,
+                CapacityWrite(capacity=_int(form.get("capacity"))),
+                actor=principal,
             )
     except (ValidationError, ParleyError, ValueError) as exc:
         await session.rollback()
         queue = await session.get(RoutingQueue, queue_id)
         assert queue is not None  # noqa: S101
         return await _queue_page(request, session, principal, queue, error=_error_text(exc), status_code=422)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.member.set",
-        target_type="routing_queue",
-        target_id=queue_id,
-        changes=data.model_dump(mode="json"),
-    )
     return RedirectResponse(f"/settings/routing/queues/{queue_id}", status_code=303)
 
 
@@ -343,18 +317,9 @@ async def save_member(
 async def remove_member(
     session: DBSession, principal: PageRoutingWrite, queue_id: uuid.UUID, user_id: uuid.UUID
 ) -> RedirectResponse:
-    try:
-        await admin.remove_member(session, queue_id, user_id)
-        await audit.record(
-            session,
-            actor=principal,
-            action="routing.member.remove",
-            target_type="routing_queue",
-            target_id=queue_id,
-            changes={"user_id": str(user_id)},
-        )
-    except ParleyError:
-        pass  # already gone: the page shows the current members either way
+    # Already gone is fine: the page shows the current members either way.
+    with contextlib.suppress(ParleyError):
+        await admin.remove_member(session, queue_id, user_id, actor=principal)
     return RedirectResponse(f"/settings/routing/queues/{queue_id}", status_code=303)
 
 
@@ -380,17 +345,9 @@ async def create_rule(request: Request, session: DBSession, principal: PageRouti
                 "conditions": conditions,
             }
         )
-        rule = await admin.create_rule(session, data)
+        await admin.create_rule(session, data, actor=principal)
     except (ValidationError, ParleyError) as exc:
         return await _settings(request, session, principal, error=_error_text(exc), status_code=422)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.rule.create",
-        target_type="routing_rule",
-        target_id=rule.id,
-        changes=data.model_dump(mode="json"),
-    )
     return RedirectResponse("/settings/routing#rules", status_code=303)
 
 
@@ -408,15 +365,7 @@ async def move_rule(
         j = i - 1 if form.get("direction") == "up" else i + 1
         if 0 <= j < len(ids):
             ids[i], ids[j] = ids[j], ids[i]
-            await admin.order_rules(session, ids)
-            await audit.record(
-                session,
-                actor=principal,
-                action="routing.rule.order",
-                target_type="routing_rule",
-                target_id=None,
-                changes={"ids": [str(x) for x in ids]},
-            )
+            await admin.order_rules(session, ids, actor=principal)
     return RedirectResponse("/settings/routing#rules", status_code=303)
 
 
@@ -424,17 +373,8 @@ async def move_rule(
 async def delete_rule(
     session: DBSession, principal: PageRoutingWrite, rule_id: uuid.UUID
 ) -> RedirectResponse:
-    try:
-        await admin.delete_rule(session, rule_id)
-        await audit.record(
-            session,
-            actor=principal,
-            action="routing.rule.delete",
-            target_type="routing_rule",
-            target_id=rule_id,
-        )
-    except ParleyError:
-        pass
+    with contextlib.suppress(ParleyError):
+        await admin.delete_rule(session, rule_id, actor=principal)
     return RedirectResponse("/settings/routing#rules", status_code=303)
 
 
@@ -445,15 +385,7 @@ async def role_capacity(
     form = await request.form()
     try:
         data = CapacityWrite(capacity=_int(form.get("capacity")))
-        await admin.set_role_capacity(session, request.app.state.ctx, role_id, data)
+        await admin.set_role_capacity(session, request.app.state.ctx, role_id, data, actor=principal)
     except (ValidationError, ParleyError) as exc:
         return await _settings(request, session, principal, error=_error_text(exc), status_code=422)
-    await audit.record(
-        session,
-        actor=principal,
-        action="routing.capacity.role",
-        target_type="role",
-        target_id=role_id,
-        changes={"capacity": data.capacity},
-    )
     return RedirectResponse("/settings/routing#capacity", status_code=303)

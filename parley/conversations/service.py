@@ -36,7 +36,6 @@ from parley.models import (
     ConversationStatus,
     Direction,
     Message,
-    MessageStatus,
     Priority,
     Team,
     User,
@@ -383,19 +382,11 @@ class ConversationService:
         if data.type == "note":
             if not data.text:
                 raise UnprocessableEntity("A note needs text")
-            message = Message(
+            message = Message.note(
                 account_id=account.id,
                 conversation_id=conversation.id,
                 contact_id=contact.id,
-                direction=Direction.outbound,
-                kind="note",
-                type="text",
-                peer_id="",
                 text=data.text,
-                content={"text": data.text},
-                status=MessageStatus.sent,
-                priority=priority,
-                idempotency_key=uuid.uuid4().hex,
                 author_id=actor.user.id if actor else None,
                 created_at=now,
             )

@@ -87,3 +87,33 @@ class Message(Base):
     pinned_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+
+    @classmethod
+    def note(
+        cls,
+        *,
+        account_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        contact_id: uuid.UUID | None,
+        text: str,
+        author_id: uuid.UUID | None,
+        extra: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> Message:
+        """An internal note in a conversation: seen by agents, never sent to the customer."""
+        return cls(
+            account_id=account_id,
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            direction=Direction.outbound,
+            kind="note",
+            type="text",
+            peer_id="",
+            text=text,
+            content={"text": text, **(extra or {})},
+            status=MessageStatus.sent,
+            priority=Priority.agent_reply,
+            idempotency_key=uuid.uuid4().hex,
+            author_id=author_id,
+            created_at=created_at or utcnow(),
+        )

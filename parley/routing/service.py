@@ -26,10 +26,8 @@ from parley.models import (
     Contact,
     Conversation,
     ConversationStatus,
-    Direction,
     EntryStatus,
     Message,
-    MessageStatus,
     Priority,
     QueueEntry,
     QueueMember,
@@ -118,20 +116,13 @@ async def enqueue(
         conversation.assignee_id = None  # transferred away from the agent: the queue decides now
     if note:
         session.add(
-            Message(
+            Message.note(
                 account_id=conversation.account_id,
                 conversation_id=conversation.id,
                 contact_id=conversation.contact_id,
-                direction=Direction.outbound,
-                kind="note",
-                type="text",
-                peer_id="",
                 text=note,
-                content={"text": note, "transfer_to_queue": str(queue.id)},
-                status=MessageStatus.sent,
-                priority=Priority.agent_reply,
-                idempotency_key=uuid.uuid4().hex,
                 author_id=actor_id,
+                extra={"transfer_to_queue": str(queue.id)},
                 created_at=now,
             )
         )
@@ -604,21 +595,13 @@ async def transfer(
             conversation.snoozed_until = None
         if note:
             session.add(
-                Message(
+                Message.note(
                     account_id=conversation.account_id,
                     conversation_id=conversation.id,
                     contact_id=conversation.contact_id,
-                    direction=Direction.outbound,
-                    kind="note",
-                    type="text",
-                    peer_id="",
                     text=note,
-                    content={"text": note, "transfer_to_agent": str(target.id)},
-                    status=MessageStatus.sent,
-                    priority=Priority.agent_reply,
-                    idempotency_key=uuid.uuid4().hex,
                     author_id=actor.user.id,
-                    created_at=utcnow(),
+                    extra={"transfer_to_agent": str(target.id)},
                 )
             )
         await session.flush()

@@ -19,7 +19,7 @@ from parley.automation.menus import click_action
 from parley.automation.outbound import Responder, send_reply
 from parley.automation.rules import CompiledRule
 from parley.automation.schemas import Reply
-from parley.channels.base import InboundEvent, InboundKind
+from parley.channels.base import InboundKind
 from parley.context import Context
 from parley.conversations.pipeline import Outcome
 from parley.kit.types import utcnow
@@ -41,10 +41,9 @@ async def react(
     responder: Responder,
 ) -> bool:
     """Answers the event automatically; True when it was answered, so that routing leaves it alone."""
-    contact = outcome.contact
-    if contact is None:
+    contact, event = outcome.contact, outcome.event
+    if contact is None or event is None:
         return False
-    event = InboundEvent.model_validate(row.normalized)
     conversation_id = outcome.conversation.id if outcome.conversation else None
     peer = event.sender.id
     base = {"inbound_event_id": row.id}

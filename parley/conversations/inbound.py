@@ -124,12 +124,12 @@ async def _route(
     session: AsyncSession, ctx: Context, *, account: ChannelAccount, row: InboundEventRow, outcome: Outcome
 ) -> None:
     """Routing's entry rules (issue 7); a routing failure leaves the message in the inbox, unrouted."""
-    from parley.channels.base import InboundEvent
     from parley.routing.service import route_inbound
 
+    if outcome.event is None:
+        return
     try:
         async with session.begin_nested():
-            event = InboundEvent.model_validate(row.normalized)
-            await route_inbound(session, ctx, account=account, event=event, outcome=outcome)
+            await route_inbound(session, ctx, account=account, event=outcome.event, outcome=outcome)
     except Exception:
         log.exception("inbound.routing_failed", inbound_event_id=row.id)

@@ -52,6 +52,8 @@ class Outcome:
     message: Message | None = None
     conversation: Conversation | None = None
     contact: Contact | None = None
+    # The normalized event, parsed once here for automation and routing after the pipeline.
+    event: InboundEvent | None = None
 
 
 def preview(event: InboundEvent) -> str:
@@ -230,7 +232,7 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
     outcome = Outcome()
     if row.status == "processed":
         return outcome
-    event = InboundEvent.model_validate(row.normalized)
+    event = outcome.event = InboundEvent.model_validate(row.normalized)
     now = utcnow()
     if event.kind == InboundKind.status:
         await _apply_status(session, account, event, outcome)

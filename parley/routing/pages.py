@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.auth.dependencies import DBSession
 from parley.auth.permissions import Permission
@@ -251,6 +252,16 @@ async def queue_page(
     return await _queue_page(request, session, principal, queue)
 
 
+async def _queue_refused(
+    request: Request, session: AsyncSession, principal: Principal, queue_id: uuid.UUID, exc: Exception
+) -> Response:
+    """The queue's page again with why the change was refused; nothing of the change is kept."""
+    await session.rollback()
+    queue = await session.get(RoutingQueue, queue_id)
+    assert queue is not None  # noqa: S101
+    return await _queue_page(request, session, principal, queue, error=_error_text(exc), status_code=422)
+
+
 @router.post("/settings/routing/queues/{queue_id}", response_model=None)
 async def save_queue(
     request: Request, session: DBSession, principal: PageRoutingWrite, queue_id: uuid.UUID
@@ -263,10 +274,7 @@ async def save_queue(
         data = _queue_from_form(form)
         await admin.update_queue(session, queue_id, data, actor=principal)
     except (ValidationError, ParleyError, ValueError) as exc:
-        await session.rollback()
-        queue = await session.get(RoutingQueue, queue_id)
-        assert queue is not None  # noqa: S101
-        return await _queue_page(request, session, principal, queue, error=_error_text(exc), status_code=422)
+        return await _queue_refused(request, session, principal, queue_id, exc)
     return RedirectResponse(f"/settings/routing/queues/{queue_id}?saved=1", status_code=303)
 
 
@@ -306,10 +314,7 @@ async def save_member(
                 actor=principal,
             )
     except (ValidationError, ParleyError, ValueError) as exc:
-        await session.rollback()
-        queue = await session.get(RoutingQueue, queue_id)
-        assert queue is not None  # noqa: S101
-        return await _queue_page(request, session, principal, queue, error=_error_text(exc), status_code=422)
+        return await _queue_refused(request, session, principal, queue_id, exc)
     return RedirectResponse(f"/settings/routing/queues/{queue_id}", status_code=303)
 
 

@@ -308,6 +308,21 @@ async def _copy_postgres(
         await conn.close()
 
 
+async def _upgrade(database_url: str) -> None:
+    from sqlalchemy import text
+
+    from parley.db import create_engine
+    from parley.migrate import upgrade_async
+
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
 async def _measure(database_url: str, shapes: dict[str, dict[str, Any]], repeat: int) -> dict[str, Any]:
     from parley.contacts.segments import count, parse_filter
     from parley.db import create_engine, create_sessionmaker
@@ -339,7 +354,11 @@ def segments(
     repeat: Annotated[int, typer.Option(help="Counts per shape; the best is reported")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed of the generated data")] = 6,
     keep: Annotated[
-        str, typer.Option(help="Keep the generated data here (SQLite file) and reuse it when it exists")
+        str,
+        typer.Option(
+            help="Keep the generated data and reuse it when FILE.json exists: the SQLite file FILE, "
+            "or with --database-url that PostgreSQL database (FILE.json names its tags and accounts)"
+        ),
     ] = "",
 ) -> None:
     """Counts segment shapes over N generated contacts; prints JSON with ``count_ms`` (the slowest shape)."""
@@ -348,6 +367,8 @@ def segments(
         marker = kept.with_suffix(".json") if kept else None
         if marker is not None and marker.exists():
             prepared = json.loads(marker.read_text())
+            # Data kept from an earlier run gets the migrations added since (indexes, say).
+            asyncio.run(_upgrade(ws.database_url))
         else:
             prepared = asyncio.run(_prepare(ws.database_url, contacts, seed))
             if marker is not None:

@@ -20,17 +20,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.imports.ids import uuid7
 from parley.contacts.imports.mapping import Identity, Row
-from parley.contacts.tags import add_contact_tags, ensure_tags
+from parley.contacts.imports.rows import insert_rows
+from parley.contacts.tags import ensure_tags
 from parley.kit.types import utcnow
 from parley.models import Contact, ContactIdentity, ContactTag, IdentityKind
 
 _CONTACTS = cast(Table, Contact.__table__)
 _IDENTITIES = cast(Table, ContactIdentity.__table__)
+_CONTACT_TAGS = cast(Table, ContactTag.__table__)
 _STANDARD_COLUMNS = (
     "display_name",
     "phone",
@@ -43,6 +45,15 @@ _STANDARD_COLUMNS = (
     "avatar_url",
     "birthday",
 )
+
+
+_NEW_CONTACT_COLUMNS = ("id", "attributes", *_STANDARD_COLUMNS)
+_NEW_CONTACT_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(("phone", "email", "birthday")),
+    **dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""),
+    "gender": "unknown",
+}
+_NEW_IDENTITY_COLUMNS = ("id", "contact_id", "account_id", "kind", "scope", "value")
 
 
 class Outcome(StrEnum):
@@ -155,8 +166,8 @@ async def upsert_rows(
         )
 
     results: list[Result] = []
-    new_contacts: list[dict[str, Any]] = []
-    new_identities: list[dict[str, Any]] = []
+    new_contacts: list[tuple[Any, ...]] = []  # in the order of _NEW_CONTACT_COLUMNS
+    new_identities: list[tuple[Any, ...]] = []  # in the order of _NEW_IDENTITY_COLUMNS
     new_tags: list[tuple[uuid.UUID, uuid.UUID]] = []
     changed: list[dict[str, Any]] = []
     claimed: dict[uuid.UUID, int] = {}  # contact → the row of this batch that wrote it
@@ -168,18 +179,14 @@ async def upsert_rows(
             return False
         taken.add(identity)
         new_identities.append(
-            {
-                "id": uuid7(),
-                "contact_id": contact_id,
-                "account_id": uuid.UUID(identity.scope)
-                if identity.kind == IdentityKind.wechat_openid
-                else None,
-                "kind": identity.kind,
-                "scope": identity.scope,
-                "value": identity.value,
-                "verified": False,
-                "created_at": now,
-            }
+            (
+                uuid7(),
+                contact_id,
+                uuid.UUID(identity.scope) if identity.kind == IdentityKind.wechat_openid else None,
+                identity.kind,
+                identity.scope,
+                identity.value,
+            )
         )
         return True
 
@@ -199,22 +206,10 @@ async def upsert_rows(
             continue
         if contact_id is None:
             contact_id = uuid7()
-            values: dict[str, Any] = dict.fromkeys(("phone", "email", "birthday"))
-            values.update(dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""))
-            values["gender"] = "unknown"
-            values.update(row.standard)
+            values = {**_NEW_CONTACT_DEFAULTS, **row.standard}
             values["display_name"] = row.standard.get("display_name") or _default_name(row)
             new_contacts.append(
-                {
-                    **values,
-                    "id": contact_id,
-                    "attributes": dict(row.attributes),
-                    "lifecycle_stage": "new",
-                    "inbound_count": 0,
-                    "outbound_count": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                (contact_id, dict(row.attributes), *(values[name] for name in _STANDARD_COLUMNS))
             )
             attach(contact_id, row.key)
             for identity in row.identities:
@@ -254,12 +249,29 @@ async def upsert_rows(
         else:
             results.append(Result(row.number, Outcome.unchanged, contact_id))
 
-    if new_contacts:
-        await session.execute(insert(_CONTACTS), new_contacts)
-    if new_identities:
-        await session.execute(insert(_IDENTITIES), new_identities)
-    if new_tags:
-        await add_contact_tags(session, new_tags, source=source, added_by_id=actor_id)
+    await insert_rows(
+        session,
+        _CONTACTS,
+        _NEW_CONTACT_COLUMNS,
+        new_contacts,
+        {
+            "lifecycle_stage": "new",
+            "inbound_count": 0,
+            "outbound_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    await insert_rows(
+        session, _IDENTITIES, _NEW_IDENTITY_COLUMNS, new_identities, {"verified": False, "created_at": now}
+    )
+    await insert_rows(
+        session,
+        _CONTACT_TAGS,
+        ("contact_id", "tag_id"),
+        new_tags,
+        {"source": source, "added_by_id": actor_id, "created_at": now},
+    )
     if changed:
         statement = (
             update(_CONTACTS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from sqlalchemy import (
     false,
     func,
     intersect,
+    literal_column,
     not_,
     or_,
     select,
@@ -393,8 +394,8 @@ def _as_set(node: Any) -> tuple[bool, Any] | None:
     if isinstance(node, TagCondition):
         ids = list(dict.fromkeys(node.tag_ids))
         if node.op == "all" and len(ids) > 1:
-            return False, intersect(
-                *[select(ContactTag.contact_id).where(ContactTag.tag_id == t) for t in ids]
+            return False, _intersect(
+                [select(ContactTag.contact_id).where(ContactTag.tag_id == t) for t in ids]
             )
         return node.op == "none", select(ContactTag.contact_id).where(ContactTag.tag_id.in_(ids))
     if isinstance(node, ActivityCondition) and node.op in ("within", "not_within"):
@@ -405,7 +406,7 @@ def _as_set(node: Any) -> tuple[bool, Any] | None:
         found = _attribute_set(node)
         return (False, found) if found is not None else None
     if isinstance(node, Group):
-        ids, residual = _compile_group(node)
+        ids, residual, *_rest = _compile_group(node)
         if ids is not None and residual is None:
             return False, ids
     return None
@@ -426,42 +427,102 @@ def _wrap(query: Any) -> Any:
     return select(sub.c[0])
 
 
-def _compile_group(group: Group) -> tuple[Any, ColumnElement[bool] | None]:
-    """``(ids, residual)``: contacts in the group are those in ``ids`` (all when None) matching ``residual``."""
+def _intersect(parts: list[Any]) -> Any:
+    """The INTERSECT of id sets, in id order.
+
+    Each set is an index range already in contact-id order (``(tag_id, contact_id)``,
+    ``(key, value, contact_id)``); asked for that order, SQLite intersects them by merging
+    the two index scans, where otherwise it copies the first set into a temporary B-tree
+    and probes it with the second. PostgreSQL hashes either way.
+    """
+    return intersect(*[_wrap(p) for p in parts]).order_by(literal_column("1"))
+
+
+def _residual_cost(node: Any) -> int:
+    """Rough cost of a per-row condition: columns of the row first, JSON next, subqueries last.
+
+    Evaluated in this order, a time window or stage drops most candidates before a custom
+    attribute's JSON is parsed or a tag is looked up.
+    """
+    if isinstance(node, ActivityCondition | StageCondition | OwnerCondition | FieldCondition):
+        return 0
+    if isinstance(node, AttributeCondition):
+        return 1
+    return 2
+
+
+def _joinable(node: Any) -> bool:
+    """Whether the node's id set (from :func:`_as_set`) is one index range holding each contact once."""
+    if isinstance(node, TagCondition):
+        return node.op in ("any", "all") and len(set(node.tag_ids)) == 1
+    if isinstance(node, AttributeCondition):
+        # One value of one key: the (contact_id, key, value) primary key makes it unique.
+        return node.op in ("eq", "has") and not isinstance(node.value, list)
+    return False
+
+
+def _parts(node: Any, found: Any) -> list[tuple[Any, bool]]:
+    """A selective set as sets to intersect, each with whether it is joinable; "all of these tags" is one per tag."""
+    if isinstance(node, TagCondition) and node.op == "all" and len(set(node.tag_ids)) > 1:
+        return [
+            (select(ContactTag.contact_id).where(ContactTag.tag_id == t), True)
+            for t in dict.fromkeys(node.tag_ids)
+        ]
+    return [(found, _joinable(node))]
+
+
+class _Compiled(NamedTuple):
+    """Contacts in a group are those in ``ids`` (all when None) matching ``residual`` (all when None)."""
+
+    ids: Any
+    residual: ColumnElement[bool] | None
+    # ``ids`` is one index range naming each contact once, so it can drive a join to contacts.
+    # (A compound set is left to ``id IN (…)``: in a FROM clause SQLite drops the ORDER BY
+    # that lets it merge an INTERSECT.)
+    joinable: bool = False
+    # The selective sets ``ids`` intersects, each with whether it is joinable as above.
+    parts: tuple[tuple[Any, bool], ...] = ()
+
+
+def _compile_group(group: Group) -> _Compiled:
     if not group.conditions:
-        return None, (true() if group.match == "all" else false())
+        return _Compiled(None, true() if group.match == "all" else false())
     sets = [(child, _as_set(child)) for child in group.conditions]
     if group.match == "any":
         if all(found is not None and not found[0] for _child, found in sets):
             parts = [_wrap(found[1]) for _child, found in sets if found is not None]
-            return (parts[0] if len(parts) == 1 else union(*parts)), None
-        return None, or_(*[_condition(child) for child in group.conditions])
+            return _Compiled(parts[0] if len(parts) == 1 else union(*parts), None)
+        return _Compiled(None, or_(*[_condition(child) for child in group.conditions]))
     # Intersecting is cheap only for small sets: when a selective set (a tag, an attribute
     # value) is there to start from, wide ones (time windows, ranges, stages, negations) are
     # checked per row on the survivors instead of being built as sets of their own.
     selective = [
-        found[1] for child, found in sets if found is not None and not found[0] and _selective(child)
+        (child, found[1]) for child, found in sets if found is not None and not found[0] and _selective(child)
     ]
     if selective:
-        positives = selective
-        negatives: list[Any] = []
-        residuals = [_condition(child) for child, found in sets if found is None or found[1] not in selective]
-        ids: Any = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
-        return ids, (and_(*residuals) if residuals else None)
+        chosen = {id(child) for child, _found in selective}
+        rest = sorted((child for child in group.conditions if id(child) not in chosen), key=_residual_cost)
+        residuals = [_condition(child) for child in rest]
+        residual = and_(*residuals) if residuals else None
+        split = tuple(part for child, found in selective for part in _parts(child, found))
+        if len(selective) == 1:
+            child, ids = selective[0]
+            return _Compiled(ids, residual, _joinable(child), split)
+        return _Compiled(_intersect([found for _child, found in selective]), residual, parts=split)
     positives = [found[1] for _child, found in sets if found is not None and not found[0]]
     if not positives:
-        return None, and_(*[_condition(child) for child in group.conditions])
+        return _Compiled(None, and_(*[_condition(child) for child in group.conditions]))
     negatives = [found[1] for _child, found in sets if found is not None and found[0]]
     residuals = [_condition(child) for child, found in sets if found is None]
     ids = positives[0] if len(positives) == 1 else intersect(*[_wrap(p) for p in positives])
     for negative in negatives:
         ids = except_(_wrap(ids), _wrap(negative))
-    return ids, (and_(*residuals) if residuals else None)
+    return _Compiled(ids, and_(*residuals) if residuals else None)
 
 
 def compile_filter(group: Group) -> ColumnElement[bool]:
     """The WHERE condition of a filter, over live (not merged-away) contacts."""
-    ids, residual = _compile_group(group)
+    ids, residual, *_rest = _compile_group(group)
     parts: list[ColumnElement[bool]] = [Contact.merged_into_id.is_(None)]
     if ids is not None:
         parts.append(Contact.id.in_(ids))
@@ -477,7 +538,7 @@ def _live(ids: Any) -> Any:
 
 
 def filter_contact_ids_query(group: Group) -> Select[Any]:
-    ids, residual = _compile_group(group)
+    ids, residual, *_rest = _compile_group(group)
     if ids is not None and residual is None:
         return _live(ids)  # type: ignore[no-any-return]
     return select(Contact.id).where(compile_filter(group))
@@ -495,9 +556,30 @@ def segment_contact_ids_query(segment: Segment | Group | dict[str, Any]) -> Sele
 
 
 async def count(session: AsyncSession, group: Group) -> int:
-    ids, residual = _compile_group(group)
-    if ids is not None and residual is None:
+    ids, residual, joinable, parts = _compile_group(group)
+    live: list[ColumnElement[bool]] = [Contact.merged_into_id.is_(None)]
+    if residual is not None:
+        live.append(residual)
+    if parts and session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL joins the sets' index-only scans (in contact-id order) and probes contacts
+        # by primary key for the survivors; given an INTERSECT, it hashes every id of every set
+        # and then scans all contacts to meet them.
+        joined: Any = Contact.__table__
+        semi: list[ColumnElement[bool]] = []
+        for part, can_join in parts:
+            if can_join:
+                found = part.subquery()
+                joined = joined.join(found, found.c[0] == Contact.id)
+            else:
+                semi.append(Contact.id.in_(part))
+        query = select(func.count()).select_from(joined).where(*live, *semi)
+    elif ids is not None and residual is None:
         query = select(func.count()).select_from(_live(ids).subquery())
+    elif ids is not None and joinable:
+        # Each id of the set visits its contact's row once, by primary key, with no copy of
+        # the set in between (``id IN (…)`` would first build one).
+        found = ids.subquery()
+        query = select(func.count()).select_from(found.join(Contact, Contact.id == found.c[0])).where(*live)
     else:
         query = select(func.count()).select_from(Contact).where(compile_filter(group))
     return int(await session.scalar(query) or 0)

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from parley.contacts import segments
 from parley.contacts.tags import apply_tags
@@ -244,6 +244,36 @@ class TestConditions:
         found = await matches(session, people, {"conditions": []})
         assert found == set(people)
         assert await segments.count(session, segments.parse_filter({"conditions": []})) == 5
+
+    async def test_merged_away_contacts_are_not_counted_under_a_tag_or_an_intersection(self, session, people):
+        # A tag alone drives the count by joining its contacts; two selective sets are intersected.
+        merged = await session.scalar(select(Contact.id).where(Contact.merged_into_id.is_not(None)))
+        await apply_tags(session, [merged], ["VIP", "Newsletter"], "agent")
+        await session.execute(
+            update(Contact).where(Contact.id == merged).values(last_followed_at=days_ago(1))
+        )
+        vip, news = await tag_id(session, "VIP"), await tag_id(session, "Newsletter")
+        assert await matches(
+            session,
+            people,
+            {
+                "conditions": [
+                    {"type": "tag", "op": "any", "tag_ids": [vip]},
+                    {"type": "activity", "event": "followed", "op": "within", "days": 30},
+                ]
+            },
+        ) == {"vip_gold_recent"}
+        assert await matches(
+            session,
+            people,
+            {
+                "conditions": [
+                    {"type": "tag", "op": "all", "tag_ids": [vip, news]},
+                    {"type": "attribute", "key": "tier", "op": "eq", "value": "gold"},
+                    {"type": "activity", "event": "followed", "op": "ever"},
+                ]
+            },
+        ) == {"vip_gold_recent"}
 
 
 class TestValidation:

@@ -314,9 +314,13 @@ async def _analyze(engine: Any) -> None:
     """
     from sqlalchemy import text
 
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+        return
     async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM (ANALYZE)" if engine.dialect.name == "postgresql" else "ANALYZE"))
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
+        await conn.execute(text("VACUUM (ANALYZE)"))
 
 
 async def _upgrade(database_url: str) -> None:

@@ -25,6 +25,17 @@ class Contact(TimestampMixin, UUIDModel):
         Index("ix_contacts_inbound_id", "last_inbound_at", "id"),
         Index("ix_contacts_outbound_id", "last_outbound_at", "id"),
         Index("ix_contacts_stage_id", "lifecycle_stage", "id"),
+        # A segment count probes contacts by id for the survivors of its tag and attribute sets;
+        # with the activity columns in the index, "live, and followed/wrote within N days" is
+        # checked without reading the (wide) row.
+        Index(
+            "ix_contacts_id_activity",
+            "id",
+            "merged_into_id",
+            "last_followed_at",
+            "last_inbound_at",
+            "last_outbound_at",
+        ),
         Index("ix_contacts_owner", "owner_id"),
         Index("ix_contacts_display_name", "display_name"),
     )

@@ -232,11 +232,14 @@ def store_only(session: AsyncSession, account: ChannelAccount, delivery: Deliver
 
 def pipeline(ctx: Context) -> Work:
     """The real work: store the events, then run the pipeline (contact, conversation, message, automation, routing)."""
-    from parley.conversations.inbound import process_new
+    from parley.conversations.inbound import process_rows
 
     async def work(session: AsyncSession, account: ChannelAccount, delivery: Delivery) -> Stored:
-        stored = await store_events(session, account=account, events=delivery.events, raw=delivery.raw)
-        await process_new(session, ctx, account=account, ids=stored.new_ids, responder=delivery.responder)
+        stored = await store_events(
+            session, account=account, events=delivery.events, raw=delivery.raw, load=True
+        )
+        if stored.rows:
+            await process_rows(session, ctx, account=account, rows=stored.rows, responder=delivery.responder)
         return stored
 
     return work

@@ -156,6 +156,21 @@ def rollback_callbacks(session: AsyncSession) -> None:
 
 
 @asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A nested transaction whose :func:`on_commit` callbacks are dropped with it when it rolls back.
+
+    (A bare ``begin_nested()`` would keep them, and announce rows that were never committed.)
+    """
+    mark = len(session.info.get(_ON_COMMIT, ()))
+    try:
+        async with session.begin_nested():
+            yield
+    except BaseException:
+        del session.info.get(_ON_COMMIT, [])[mark:]
+        raise
+
+
+@asynccontextmanager
 async def session_scope(
     maker: async_sessionmaker[AsyncSession], *, write: bool = True
 ) -> AsyncIterator[AsyncSession]:

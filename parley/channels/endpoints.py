@@ -22,7 +22,6 @@ from parley.channels.base import (
     WebhookAck,
     WebhookRequest,
 )
-from parley.channels.ingest import store_events
 from parley.channels.runtime import runtime
 from parley.channels.schemas import (
     ChannelAccountCreate,
@@ -33,9 +32,8 @@ from parley.channels.schemas import (
 )
 from parley.channels.service import channel_account
 from parley.context import Context
-from parley.conversations.inbound import process_new
-from parley.db import session_scope
-from parley.exceptions import NotFound
+from parley.conversations.intake import AccountGone, StaleAccount, intake_of
+from parley.exceptions import NotFound, ServiceBusy
 from parley.models import ChannelAccount
 
 log = structlog.get_logger()
@@ -158,43 +156,65 @@ async def verify_webhook(
 async def receive_webhook(request: Request, channel_type: ChannelType, account_id: uuid.UUID) -> Response:
     """Verify, parse, store once, answer: the platform's delivery of messages, events and statuses.
 
-    Verification and parsing happen before the write transaction opens, so the
-    (single, on SQLite) write lock is held only for storing and the pipeline;
-    the transaction commits before the platform gets its answer.
+    Verification and parsing happen outside any transaction; storing and the
+    pipeline run in this process's intake, which commits many webhooks' work
+    in one transaction (group commit). The platform gets its answer only after
+    that commit, and an answer that makes it retry when the work was not stored.
     """
     ctx = _ctx(request)
-    async with session_scope(ctx.sessionmaker, write=False) as session:
-        account = await _account(session, channel_type, account_id)
-    adapter = runtime(ctx).adapter(account)
+    intake = intake_of(ctx)
     body = await request.body()
     webhook = _webhook_request(request, body)
     bound = log.bind(channel=channel_type.value, account_id=str(account_id))
-    try:
-        adapter.verify(webhook)
-        events = adapter.parse(webhook)
-    except SignatureError as exc:
-        bound.warning("webhook.bad_signature", detail=exc.message)
-        # 401 when the signature is missing altogether, 403 when it is wrong.
-        return _problem(401 if exc.code == 401 else 403, "SignatureError", exc.message)
-    except UnsupportedEventTypeError as exc:
-        # Genuine but not for us: answering an error would only make the platform retry for days.
-        bound.info("webhook.ignored", detail=exc.message)
-        ack = adapter.acknowledge(webhook, None)
-        return _answer(ack)
-    except MalformedPayloadError as exc:
-        bound.warning("webhook.malformed", detail=exc.message)
-        return _problem(400, type(exc).__name__, exc.message)
-    responder = Responder.for_webhook(adapter.capabilities.passive_reply)
-    async with session_scope(ctx.sessionmaker) as session:
-        stored = await store_events(
-            session, account=account, events=events, raw=body.decode("utf-8", "replace")
-        )
-        if stored.duplicates:
-            bound.info("webhook.duplicates", duplicates=stored.duplicates)
-        await process_new(session, ctx, account=account, ids=stored.new_ids, responder=responder)
+    # A cached account may be older than the platform's request (rotated credentials) or than
+    # the database (deactivated): a refusal or a stale verdict is checked once against a fresh read.
+    fresh = False
+    while True:
+        account, cached = await intake.accounts.get(account_id, fresh=fresh)
+        if account is None or account.type != channel_type.value:
+            raise NotFound("No active channel account at this webhook address")
+        retry = cached and not fresh
+        adapter = runtime(ctx).adapter(account)
+        try:
+            adapter.verify(webhook)
+            events = adapter.parse(webhook)
+        except SignatureError as exc:
+            if retry:
+                fresh = True
+                continue
+            bound.warning("webhook.bad_signature", detail=exc.message)
+            # 401 when the signature is missing altogether, 403 when it is wrong.
+            return _problem(401 if exc.code == 401 else 403, "SignatureError", exc.message)
+        except UnsupportedEventTypeError as exc:
+            # Genuine but not for us: answering an error would only make the platform retry for days.
+            bound.info("webhook.ignored", detail=exc.message)
+            return _answer(adapter.acknowledge(webhook, None))
+        except MalformedPayloadError as exc:
+            if retry:
+                fresh = True
+                continue
+            bound.warning("webhook.malformed", detail=exc.message)
+            return _problem(400, type(exc).__name__, exc.message)
+        responder = Responder.for_webhook(adapter.capabilities.passive_reply)
+        try:
+            stored = await intake.submit(account, events, body.decode("utf-8", "replace"), responder)
+        except StaleAccount:
+            if retry:
+                fresh = True
+                continue
+            raise ServiceBusy("The channel account changed while this webhook was verified; retry") from None
+        except AccountGone:
+            raise NotFound("No active channel account at this webhook address") from None
+        except Exception as exc:
+            # Nothing of it was stored (its savepoint, or its whole group, rolled back); the
+            # platform's retry carries the same dedupe keys, so it will be stored once.
+            bound.warning("webhook.not_stored", error=f"{type(exc).__name__}: {exc}")
+            raise ServiceBusy("The webhook could not be stored; retry") from exc
+        break
+    if stored.duplicates:
+        bound.info("webhook.duplicates", duplicates=stored.duplicates)
     # An automatic answer found in time rides in this very response (WeChat's passive reply).
-    ack = adapter.acknowledge(webhook, responder.message)
-    return _answer(ack)
+    return _answer(adapter.acknowledge(webhook, responder.message))
 
 
 @router.get("/{account_id}/templates")

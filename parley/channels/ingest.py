@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,17 +17,28 @@ from parley.models import InboundEvent as InboundEventRow
 class Stored:
     new_ids: list[int]
     duplicates: int
+    # The new rows themselves, when asked for (``load=True``), in id order.
+    rows: list[InboundEventRow] = field(default_factory=list)
 
 
-def _insert(dialect_insert: Any) -> Any:
+def _insert(dialect_insert: Any, returning: Any) -> Any:
     return (
         dialect_insert(InboundEventRow)
         .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
-        .returning(InboundEventRow.id)
+        .returning(returning)
     )
 
 
-_INSERTS = {"postgresql": _insert(postgresql.insert), "sqlite": _insert(sqlite.insert)}
+_INSERTS = {
+    "postgresql": _insert(postgresql.insert, InboundEventRow.id),
+    "sqlite": _insert(sqlite.insert, InboundEventRow.id),
+}
+# The same insert returning the rows as ORM objects, for callers that process them next: one
+# statement instead of the insert and a select of what it inserted.
+_LOADING_INSERTS = {
+    "postgresql": _insert(postgresql.insert, InboundEventRow),
+    "sqlite": _insert(sqlite.insert, InboundEventRow),
+}
 
 
 def _row(account: ChannelAccount, event: InboundEvent, raw: str) -> dict[str, Any]:
@@ -48,7 +59,12 @@ def _row(account: ChannelAccount, event: InboundEvent, raw: str) -> dict[str, An
 
 
 async def store_events(
-    session: AsyncSession, *, account: ChannelAccount, events: list[InboundEvent], raw: str
+    session: AsyncSession,
+    *,
+    account: ChannelAccount,
+    events: list[InboundEvent],
+    raw: str,
+    load: bool = False,
 ) -> Stored:
     """Inserts the events; ones already stored (a platform retry) are skipped, not updated.
 
@@ -64,6 +80,8 @@ async def store_events(
     dialect = session.get_bind().dialect.name
     # Parameters passed separately (not .values(rows)) so the compiled statement is cached;
     # compiling it afresh cost more than the insert itself.
-    stmt = _INSERTS[dialect]
-    new_ids = list((await session.scalars(stmt, rows)).all())
+    if load:
+        loaded = sorted((await session.scalars(_LOADING_INSERTS[dialect], rows)).all(), key=lambda r: r.id)
+        return Stored([r.id for r in loaded], len(events) - len(loaded), loaded)
+    new_ids = list((await session.scalars(_INSERTS[dialect], rows)).all())
     return Stored(new_ids=new_ids, duplicates=len(events) - len(new_ids))

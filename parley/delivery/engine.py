@@ -23,13 +23,15 @@ import contextlib
 import os
 import secrets
 import socket
+import ssl
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
@@ -77,12 +79,22 @@ def shared_flow(ctx: Context) -> FlowBackend:
     return flow
 
 
+@runtime_checkable
+class SessionSender(Protocol):
+    """An adapter that can send through the engine's aiohttp session (see ``DeliveryEngine``)."""
+
+    def use_session(self, session: aiohttp.ClientSession) -> None: ...
+
+
 @dataclass
 class _Account:
     account: ChannelAccount
     limits: AccountLimits
-    adapters: list[ChannelAdapter]  # one per send lane
+    adapters: list[ChannelAdapter]  # one shared by every lane, or one per lane (its own httpx client)
     expires: float
+
+    def adapter(self, lane: int) -> ChannelAdapter:
+        return self.adapters[lane] if len(self.adapters) > 1 else self.adapters[0]
 
 
 @dataclass(frozen=True)
@@ -113,37 +125,61 @@ class DeliveryEngine:
         self.lease = timedelta(seconds=settings.delivery_lease_s)
         self.batch_size = settings.delivery_batch_size
         self.poll_s = settings.delivery_poll_s
-        # One small HTTP client per concurrent send ("lane"). A single httpx pool
-        # serialises on its own bookkeeping when dozens of requests wait on it
-        # (measured: 150 req/s at 64 in flight on one client, 1,100 on sixteen),
-        # and delivery is the one place where Parley sends at that concurrency.
-        # A few lanes are reserved for agent replies and automated messages, so
-        # that a reply never queues for a lane behind a bulk batch's sends.
+        # Concurrent sends are bounded by "lanes": ``delivery_concurrency`` for everything and a few
+        # reserved for agent replies and automated messages, so that a reply never queues for a lane
+        # behind a bulk batch's sends.
         self._lanes: asyncio.Queue[int] = asyncio.Queue()
         self._express_lanes: asyncio.Queue[int] = asyncio.Queue()
-        #
-        # The lanes speak HTTP through aiohttp (httpx-aiohttp's transport) rather than httpcore: the
-        # adapters keep httpx's API, and a send costs about half the client CPU (measured against the
-        # WhatsApp simulator: 1.6-1.8 ms → 0.9 ms per request), which is most of a worker's work per
-        # message. One TLS context serves every lane; loading the CA bundle costs ~70 ms each.
-        self._http: list[httpx.AsyncClient] = []
-        tls = httpx.create_ssl_context()
-        for lane in range(settings.delivery_concurrency + EXPRESS_LANES):
+        self._lane_count = settings.delivery_concurrency + EXPRESS_LANES
+        for lane in range(self._lane_count):
             (self._lanes if lane < settings.delivery_concurrency else self._express_lanes).put_nowait(lane)
-            self._http.append(
+        # Adapters that can send through an aiohttp session (WhatsApp) share one, pooled by aiohttp's
+        # connector: per request it costs well under half the client CPU of httpx, whichever transport
+        # httpx runs on, and client CPU is most of what a worker spends per message
+        # (docs/decisions/0002-delivery.md). Other adapters get one small httpx client per lane, since a
+        # single httpx pool serialises on its own bookkeeping with dozens of requests waiting on it.
+        self._session: aiohttp.ClientSession | None = None
+        self._http: list[httpx.AsyncClient] = []
+        self._tls: ssl.SSLContext | None = None
+        ctx.on_close.append(self.close)
+        self._accounts: dict[uuid.UUID, _Account] = {}
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # One TLS context for every client: loading the CA bundle costs ~70 ms each time.
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
+
+    def _aiohttp_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._lane_count, limit_per_host=self._lane_count, ssl=self._tls_context()
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=20.0, connect=5.0),
+            )
+        return self._session
+
+    def _lane_clients(self) -> list[httpx.AsyncClient]:
+        if not self._http:
+            self._http = [
                 httpx.AsyncClient(
                     timeout=httpx.Timeout(20.0, connect=5.0),
                     transport=AiohttpTransport(
-                        verify=tls, limits=httpx.Limits(max_connections=2, max_keepalive_connections=2)
+                        verify=self._tls_context(),
+                        limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
                     ),
                 )
-            )
-        ctx.on_close.append(self.close)
-        self._accounts: dict[uuid.UUID, _Account] = {}
+                for _ in range(self._lane_count)
+            ]
+        return self._http
 
     async def close(self) -> None:
         for client in self._http:
             await client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -219,10 +255,17 @@ class DeliveryEngine:
         if account is None:
             return None
         limits = effective_limits(account.type, await session.get(DeliveryLimit, account_id))
-        box, tokens = self.ctx.secret_box, runtime(self.ctx).tokens
-        adapters = [
-            channel_account.adapter(account, box=box, http=http, tokens=tokens) for http in self._http
-        ]
+        box, shared = self.ctx.secret_box, runtime(self.ctx)
+        adapter = channel_account.adapter(account, box=box, http=shared.http, tokens=shared.tokens)
+        adapters: list[ChannelAdapter]
+        if isinstance(adapter, SessionSender):
+            adapter.use_session(self._aiohttp_session())
+            adapters = [adapter]
+        else:
+            adapters = [
+                channel_account.adapter(account, box=box, http=http, tokens=shared.tokens)
+                for http in self._lane_clients()
+            ]
         entry = _Account(account, limits, adapters, time.monotonic() + _ACCOUNT_TTL_S)
         self._accounts[account_id] = entry
         return entry
@@ -308,7 +351,7 @@ class DeliveryEngine:
         lane = await lanes.get()
         started = time.perf_counter()
         try:
-            return await item.account.adapters[lane].send(item.message)
+            return await item.account.adapter(lane).send(item.message)
         except Exception as exc:
             return exc
         finally:

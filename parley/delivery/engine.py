@@ -67,6 +67,8 @@ _FLOW_KEY = "delivery.flow"
 _ACCOUNT_TTL_S = 5.0
 _PAUSED_ACCOUNT_DELAY = timedelta(seconds=60)
 EXPRESS_LANES = 4
+# Batches a loop has in hand at once: one being sent while the next is claimed.
+PIPELINE_DEPTH = 2
 
 
 def shared_flow(ctx: Context) -> FlowBackend:
@@ -102,6 +104,13 @@ class _Send:
     job: ClaimedJob
     message: OutboundMessage | None  # None: the stored content is not a valid message
     account: _Account
+
+
+@dataclass(frozen=True)
+class _Batch:
+    token: str
+    claimed: int
+    sends: list[_Send]
 
 
 class DeliveryEngine:
@@ -186,17 +195,33 @@ class DeliveryEngine:
     async def run(
         self, stop: asyncio.Event, *, max_priority: int | None = None, batch_size: int | None = None
     ) -> None:
-        """Processes batches until ``stop``; between empty polls it waits for a local wake-up or the poll interval."""
+        """Processes batches until ``stop``; between empty polls it waits for a local wake-up or the poll interval.
+
+        Batches overlap: the next one is claimed while the sends of up to ``PIPELINE_DEPTH`` earlier
+        ones are in flight, so neither the platform nor the worker sits idle while the other side of a
+        claim → send → record cycle runs. Each batch keeps its own claim token and lease, so a crash
+        leaves at most ``PIPELINE_DEPTH`` batches in doubt, all resent with their idempotency keys.
+        """
         wake = asyncio.Event()
         register_wakeup(wake)
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
                 try:
-                    claimed = await self.run_once(max_priority=max_priority, batch_size=batch_size)
+                    batch = await self._claim(max_priority=max_priority, batch_size=batch_size)
                 except Exception:
                     log.exception("delivery.batch_failed", worker=self.worker_id)
-                    claimed = 0
-                if claimed:
+                    batch = None
+                if batch is not None:
+                    task = asyncio.create_task(self._deliver_logged(batch))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    if len(in_flight) >= PIPELINE_DEPTH:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if in_flight:
+                    # Nothing due now; a batch finishing is the likeliest moment for more to be.
+                    await asyncio.wait(in_flight, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 wake.clear()
                 stopper = asyncio.ensure_future(stop.wait())
@@ -207,6 +232,9 @@ class DeliveryEngine:
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
         finally:
+            # Batches in hand are finished and recorded, not abandoned to their leases.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             unregister_wakeup(wake)
 
     async def run_until_idle(self, *, max_batches: int = 1_000_000) -> int:
@@ -221,11 +249,19 @@ class DeliveryEngine:
 
     async def run_once(self, *, max_priority: int | None = None, batch_size: int | None = None) -> int:
         """One claim → send → record cycle; returns how many jobs were claimed."""
+        batch = await self._claim(max_priority=max_priority, batch_size=batch_size)
+        if batch is None:
+            return 0
+        await self._deliver(batch)
+        return batch.claimed
+
+    async def _claim(self, *, max_priority: int | None, batch_size: int | None) -> _Batch | None:
+        """Claims and admits one batch (one write transaction); None when nothing was due."""
         maker = self.ctx.sessionmaker
         now = self.clock.now()
         async with session_scope(maker, write=False) as session:
             if not await outbox.any_due(session, now=now, max_priority=max_priority):
-                return 0
+                return None
         token = secrets.token_hex(8)
         async with session_scope(maker) as session:
             now = self.clock.now()
@@ -239,11 +275,20 @@ class DeliveryEngine:
                 max_priority=max_priority,
             )
             if not claimed:
-                return 0
+                return None
             sends = await self._admit(session, claimed, token=token, now=now)
-        outcomes = await asyncio.gather(*(self._send(item) for item in sends))
-        await self._record(sends, outcomes, token=token)
-        return len(claimed)
+        return _Batch(token, len(claimed), sends)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        outcomes = await asyncio.gather(*(self._send(item) for item in batch.sends))
+        await self._record(batch.sends, outcomes, token=batch.token)
+
+    async def _deliver_logged(self, batch: _Batch) -> None:
+        try:
+            await self._deliver(batch)
+        except Exception:
+            # The batch's jobs stay leased and are sent again, with the same keys, when the lease ends.
+            log.exception("delivery.batch_failed", worker=self.worker_id)
 
     # --- step 1: admission ------------------------------------------------------------------
 

@@ -23,13 +23,15 @@ import contextlib
 import os
 import secrets
 import socket
+import ssl
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
@@ -65,6 +67,8 @@ _FLOW_KEY = "delivery.flow"
 _ACCOUNT_TTL_S = 5.0
 _PAUSED_ACCOUNT_DELAY = timedelta(seconds=60)
 EXPRESS_LANES = 4
+# Batches a loop has in hand at once: one being sent while the next is claimed.
+PIPELINE_DEPTH = 2
 
 
 def shared_flow(ctx: Context) -> FlowBackend:
@@ -77,12 +81,22 @@ def shared_flow(ctx: Context) -> FlowBackend:
     return flow
 
 
+@runtime_checkable
+class SessionSender(Protocol):
+    """An adapter that can send through the engine's aiohttp session (see ``DeliveryEngine``)."""
+
+    def use_session(self, session: aiohttp.ClientSession) -> None: ...
+
+
 @dataclass
 class _Account:
     account: ChannelAccount
     limits: AccountLimits
-    adapters: list[ChannelAdapter]  # one per send lane
+    adapters: list[ChannelAdapter]  # one shared by every lane, or one per lane (its own httpx client)
     expires: float
+
+    def adapter(self, lane: int) -> ChannelAdapter:
+        return self.adapters[lane] if len(self.adapters) > 1 else self.adapters[0]
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,13 @@ class _Send:
     job: ClaimedJob
     message: OutboundMessage | None  # None: the stored content is not a valid message
     account: _Account
+
+
+@dataclass(frozen=True)
+class _Batch:
+    token: str
+    claimed: int
+    sends: list[_Send]
 
 
 class DeliveryEngine:
@@ -113,54 +134,94 @@ class DeliveryEngine:
         self.lease = timedelta(seconds=settings.delivery_lease_s)
         self.batch_size = settings.delivery_batch_size
         self.poll_s = settings.delivery_poll_s
-        # One small HTTP client per concurrent send ("lane"). A single httpx pool
-        # serialises on its own bookkeeping when dozens of requests wait on it
-        # (measured: 150 req/s at 64 in flight on one client, 1,100 on sixteen),
-        # and delivery is the one place where Parley sends at that concurrency.
-        # A few lanes are reserved for agent replies and automated messages, so
-        # that a reply never queues for a lane behind a bulk batch's sends.
+        # Concurrent sends are bounded by "lanes": ``delivery_concurrency`` for everything and a few
+        # reserved for agent replies and automated messages, so that a reply never queues for a lane
+        # behind a bulk batch's sends.
         self._lanes: asyncio.Queue[int] = asyncio.Queue()
         self._express_lanes: asyncio.Queue[int] = asyncio.Queue()
-        #
-        # The lanes speak HTTP through aiohttp (httpx-aiohttp's transport) rather than httpcore: the
-        # adapters keep httpx's API, and a send costs about half the client CPU (measured against the
-        # WhatsApp simulator: 1.6-1.8 ms → 0.9 ms per request), which is most of a worker's work per
-        # message. One TLS context serves every lane; loading the CA bundle costs ~70 ms each.
-        self._http: list[httpx.AsyncClient] = []
-        tls = httpx.create_ssl_context()
-        for lane in range(settings.delivery_concurrency + EXPRESS_LANES):
+        self._lane_count = settings.delivery_concurrency + EXPRESS_LANES
+        for lane in range(self._lane_count):
             (self._lanes if lane < settings.delivery_concurrency else self._express_lanes).put_nowait(lane)
-            self._http.append(
+        # Adapters that can send through an aiohttp session (WhatsApp) share one, pooled by aiohttp's
+        # connector: per request it costs well under half the client CPU of httpx, whichever transport
+        # httpx runs on, and client CPU is most of what a worker spends per message
+        # (docs/decisions/0002-delivery.md). Other adapters get one small httpx client per lane, since a
+        # single httpx pool serialises on its own bookkeeping with dozens of requests waiting on it.
+        self._session: aiohttp.ClientSession | None = None
+        self._http: list[httpx.AsyncClient] = []
+        self._tls: ssl.SSLContext | None = None
+        ctx.on_close.append(self.close)
+        self._accounts: dict[uuid.UUID, _Account] = {}
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # One TLS context for every client: loading the CA bundle costs ~70 ms each time.
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return self._tls
+
+    def _aiohttp_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._lane_count, limit_per_host=self._lane_count, ssl=self._tls_context()
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=20.0, connect=5.0),
+            )
+        return self._session
+
+    def _lane_clients(self) -> list[httpx.AsyncClient]:
+        if not self._http:
+            self._http = [
                 httpx.AsyncClient(
                     timeout=httpx.Timeout(20.0, connect=5.0),
                     transport=AiohttpTransport(
-                        verify=tls, limits=httpx.Limits(max_connections=2, max_keepalive_connections=2)
+                        verify=self._tls_context(),
+                        limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
                     ),
                 )
-            )
-        ctx.on_close.append(self.close)
-        self._accounts: dict[uuid.UUID, _Account] = {}
+                for _ in range(self._lane_count)
+            ]
+        return self._http
 
     async def close(self) -> None:
         for client in self._http:
             await client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # --- loop ---------------------------------------------------------------------------------
 
     async def run(
         self, stop: asyncio.Event, *, max_priority: int | None = None, batch_size: int | None = None
     ) -> None:
-        """Processes batches until ``stop``; between empty polls it waits for a local wake-up or the poll interval."""
+        """Processes batches until ``stop``; between empty polls it waits for a local wake-up or the poll interval.
+
+        Batches overlap: the next one is claimed while the sends of up to ``PIPELINE_DEPTH`` earlier
+        ones are in flight, so neither the platform nor the worker sits idle while the other side of a
+        claim → send → record cycle runs. Each batch keeps its own claim token and lease, so a crash
+        leaves at most ``PIPELINE_DEPTH`` batches in doubt, all resent with their idempotency keys.
+        """
         wake = asyncio.Event()
         register_wakeup(wake)
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
                 try:
-                    claimed = await self.run_once(max_priority=max_priority, batch_size=batch_size)
+                    batch = await self._claim(max_priority=max_priority, batch_size=batch_size)
                 except Exception:
                     log.exception("delivery.batch_failed", worker=self.worker_id)
-                    claimed = 0
-                if claimed:
+                    batch = None
+                if batch is not None:
+                    task = asyncio.create_task(self._deliver_logged(batch))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    if len(in_flight) >= PIPELINE_DEPTH:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if in_flight:
+                    # Nothing due now; a batch finishing is the likeliest moment for more to be.
+                    await asyncio.wait(in_flight, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 wake.clear()
                 stopper = asyncio.ensure_future(stop.wait())
@@ -171,6 +232,9 @@ class DeliveryEngine:
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
         finally:
+            # Batches in hand are finished and recorded, not abandoned to their leases.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             unregister_wakeup(wake)
 
     async def run_until_idle(self, *, max_batches: int = 1_000_000) -> int:
@@ -185,11 +249,19 @@ class DeliveryEngine:
 
     async def run_once(self, *, max_priority: int | None = None, batch_size: int | None = None) -> int:
         """One claim → send → record cycle; returns how many jobs were claimed."""
+        batch = await self._claim(max_priority=max_priority, batch_size=batch_size)
+        if batch is None:
+            return 0
+        await self._deliver(batch)
+        return batch.claimed
+
+    async def _claim(self, *, max_priority: int | None, batch_size: int | None) -> _Batch | None:
+        """Claims and admits one batch (one write transaction); None when nothing was due."""
         maker = self.ctx.sessionmaker
         now = self.clock.now()
         async with session_scope(maker, write=False) as session:
             if not await outbox.any_due(session, now=now, max_priority=max_priority):
-                return 0
+                return None
         token = secrets.token_hex(8)
         async with session_scope(maker) as session:
             now = self.clock.now()
@@ -203,11 +275,20 @@ class DeliveryEngine:
                 max_priority=max_priority,
             )
             if not claimed:
-                return 0
+                return None
             sends = await self._admit(session, claimed, token=token, now=now)
-        outcomes = await asyncio.gather(*(self._send(item) for item in sends))
-        await self._record(sends, outcomes, token=token)
-        return len(claimed)
+        return _Batch(token, len(claimed), sends)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        outcomes = await asyncio.gather(*(self._send(item) for item in batch.sends))
+        await self._record(batch.sends, outcomes, token=batch.token)
+
+    async def _deliver_logged(self, batch: _Batch) -> None:
+        try:
+            await self._deliver(batch)
+        except Exception:
+            # The batch's jobs stay leased and are sent again, with the same keys, when the lease ends.
+            log.exception("delivery.batch_failed", worker=self.worker_id)
 
     # --- step 1: admission ------------------------------------------------------------------
 
@@ -219,10 +300,17 @@ class DeliveryEngine:
         if account is None:
             return None
         limits = effective_limits(account.type, await session.get(DeliveryLimit, account_id))
-        box, tokens = self.ctx.secret_box, runtime(self.ctx).tokens
-        adapters = [
-            channel_account.adapter(account, box=box, http=http, tokens=tokens) for http in self._http
-        ]
+        box, shared = self.ctx.secret_box, runtime(self.ctx)
+        adapter = channel_account.adapter(account, box=box, http=shared.http, tokens=shared.tokens)
+        adapters: list[ChannelAdapter]
+        if isinstance(adapter, SessionSender):
+            adapter.use_session(self._aiohttp_session())
+            adapters = [adapter]
+        else:
+            adapters = [
+                channel_account.adapter(account, box=box, http=http, tokens=shared.tokens)
+                for http in self._lane_clients()
+            ]
         entry = _Account(account, limits, adapters, time.monotonic() + _ACCOUNT_TTL_S)
         self._accounts[account_id] = entry
         return entry
@@ -308,7 +396,7 @@ class DeliveryEngine:
         lane = await lanes.get()
         started = time.perf_counter()
         try:
-            return await item.account.adapters[lane].send(item.message)
+            return await item.account.adapter(lane).send(item.message)
         except Exception as exc:
             return exc
         finally:

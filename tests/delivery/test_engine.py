@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -69,6 +70,38 @@ class TestDelivery:
             assert ids == {e["wamid"] for e in sim.record()}
             done = await session.scalar(select(func.count()).where(OutboxJob.status == OutboxJobStatus.done))
             assert done == 300
+
+    async def test_the_running_loop_overlaps_batches_and_still_sends_each_message_once(
+        self, ctx: Context, whatsapp_sim: str
+    ) -> None:
+        sim = register_sim_account(whatsapp_sim, users=5)
+        async with session_scope(ctx.sessionmaker) as session:
+            account = await create_parley_account(session, sim)
+            await delivery.set_limits(session, account_id=account.id, rate_per_s=0)
+            rows = await delivery.enqueue_many(
+                session, account=account, messages=[template_to(sim.users[i % 5]) for i in range(500)]
+            )
+        stop = asyncio.Event()
+        # Small batches, so that many are claimed while earlier ones are still being sent.
+        loop = asyncio.create_task(DeliveryEngine(ctx).run(stop, batch_size=25))
+        try:
+            for _ in range(600):
+                async with session_scope(ctx.sessionmaker, write=False) as session:
+                    if await _statuses(session) == {"sent": 500}:
+                        break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(loop, timeout=30)
+        keys = sim.keys()
+        assert set(keys) == {r.idempotency_key for r in rows}
+        assert max(keys.values()) == 1
+        async with session_scope(ctx.sessionmaker, write=False) as session:
+            assert await _statuses(session) == {"sent": 500}
+            pending = await session.scalar(
+                select(func.count()).where(OutboxJob.status != OutboxJobStatus.done)
+            )
+            assert pending == 0
 
     async def test_permanent_error_fails_with_the_platform_reason(
         self, ctx: Context, whatsapp_sim: str

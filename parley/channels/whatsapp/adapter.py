@@ -29,6 +29,7 @@ import hmac
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import aiohttp
 import httpx
 
 from parley.channels.base import (
@@ -284,6 +285,10 @@ class WhatsAppAdapter:
         return WebhookAck(body=b"", status_code=200)
 
     # --- sending ---------------------------------------------------------------------------
+
+    def use_session(self, session: aiohttp.ClientSession) -> None:
+        """Sends through an aiohttp session from now on (the delivery engine's; see WhatsAppClient)."""
+        self.client.use_session(session)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         payload = build_message_payload(message)

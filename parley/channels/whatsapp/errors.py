@@ -20,6 +20,8 @@ failed send. Decisions the dossier leaves open:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -119,10 +121,10 @@ def rule_for(code: int | None, *, http_status: int | None = None, is_transient: 
     return ErrorRule(Outcome.permanent, "request rejected")
 
 
-def _retry_after_header(response: httpx.Response | None) -> float | None:
-    if response is None:
+def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
+    if headers is None:
         return None
-    value = response.headers.get("retry-after")
+    value = headers.get("retry-after")
     if value is None:
         return None
     try:
@@ -139,7 +141,7 @@ def to_channel_error(
     is_transient: bool = False,
     details: str | None = None,
     raw: Any = None,
-    response: httpx.Response | None = None,
+    headers: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> ChannelError:
     """Builds the outcome error for one Graph error (synchronous response or ``failed`` status)."""
@@ -148,7 +150,7 @@ def to_channel_error(
     if message:
         text += f" ({message}{'; ' + details if details else ''})"
     if rule.outcome is Outcome.retriable:
-        retry_after = _retry_after_header(response)
+        retry_after = _retry_after_header(headers)
         return ChannelRetriableError(
             text,
             retry_after_s=retry_after if retry_after is not None else rule.retry_after_s,
@@ -165,9 +167,14 @@ def to_channel_error(
 
 def from_response(response: httpx.Response) -> ChannelError:
     """Turns a non-2xx Graph response into the outcome error, whatever its body looks like."""
+    return from_http(response.status_code, response.headers, response.content)
+
+
+def from_http(status: int, headers: Mapping[str, str], content: bytes) -> ChannelError:
+    """The same from the parts of a response, whichever HTTP client received it."""
     body: Any = None
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
@@ -175,10 +182,10 @@ def from_response(response: httpx.Response) -> ChannelError:
         # Load balancers answer 502/503 with HTML; that says nothing about the request.
         return to_channel_error(
             code=None,
-            message=f"HTTP {response.status_code} without a Graph error body",
-            http_status=response.status_code,
-            raw=response.text[:2000],
-            response=response,
+            message=f"HTTP {status} without a Graph error body",
+            http_status=status,
+            raw=content[:2000].decode("utf-8", "replace"),
+            headers=headers,
         )
     code = error.get("code")
     error_data = error.get("error_data")
@@ -186,14 +193,14 @@ def from_response(response: httpx.Response) -> ChannelError:
     return to_channel_error(
         code=code if isinstance(code, int) else None,
         message=str(error.get("message") or ""),
-        http_status=response.status_code,
+        http_status=status,
         is_transient=error.get("is_transient") is True,
         details=details if isinstance(details, str) else None,
         raw=body,
-        response=response,
+        headers=headers,
     )
 
 
-def from_network(exc: httpx.HTTPError) -> ChannelRetriableError:
+def from_network(exc: BaseException) -> ChannelRetriableError:
     """A send that never got a Graph answer (connect error, timeout) may be retried."""
     return ChannelRetriableError(f"WhatsApp API unreachable: {type(exc).__name__}: {exc}", raw=str(exc))

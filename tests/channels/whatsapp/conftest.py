@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import httpx
 import pytest
 
@@ -78,9 +79,10 @@ async def sim(sandbox_url: str, receiver: WebhookReceiver) -> AsyncIterator[http
         await client.post("/_sandbox/idle")
 
 
-@pytest.fixture
-async def adapter(sandbox_url: str) -> AsyncIterator[WhatsAppAdapter]:
-    async with httpx.AsyncClient() as http:
+@pytest.fixture(params=["httpx", "aiohttp"])
+async def adapter(sandbox_url: str, request: pytest.FixtureRequest) -> AsyncIterator[WhatsAppAdapter]:
+    """The adapter as every caller builds it, and as the delivery engine uses it (sends through aiohttp)."""
+    async with httpx.AsyncClient() as http, aiohttp.ClientSession() as session:
         context = AccountContext(
             account_id="acc-wa",
             external_id=NUMBER,
@@ -88,7 +90,10 @@ async def adapter(sandbox_url: str) -> AsyncIterator[WhatsAppAdapter]:
             config={"phone_number_id": NUMBER, "business_account_id": WABA, "api_version": "v25.0"},
             secrets={"access_token": TOKEN, "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN},
         )
-        yield WhatsAppAdapter(context, http, NoTokens())
+        adapter = WhatsAppAdapter(context, http, NoTokens())
+        if request.param == "aiohttp":
+            adapter.use_session(session)
+        yield adapter
 
 
 @pytest.fixture

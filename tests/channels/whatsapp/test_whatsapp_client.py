@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -423,9 +424,23 @@ class TestOutcomes:
             config={"phone_number_id": NUMBER},
             secrets={"access_token": "t", "app_secret": "s", "verify_token": "v"},
         )
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient() as http, aiohttp.ClientSession() as session:
             with pytest.raises(ChannelRetriableError, match="unreachable"):
                 await WhatsAppAdapter(context, http, NoTokens()).send(text("1", "x", "k"))
+            through_session = WhatsAppAdapter(context, http, NoTokens())
+            through_session.use_session(session)
+            with pytest.raises(ChannelRetriableError, match="unreachable"):
+                await through_session.send(text("1", "x", "k"))
+
+    async def test_a_send_that_times_out_is_retried(
+        self, sim: httpx.AsyncClient, adapter: WhatsAppAdapter, sandbox_url: str
+    ) -> None:
+        await user_says(sim, ANA, text="hi")
+        await sim.post(f"/_sandbox/accounts/{WABA}/limits", json={"faults": [{"count": 1, "delay_s": 3}]})
+        adapter.client._timeout = 0.5
+        adapter.client._aio_timeout = aiohttp.ClientTimeout(total=0.5)
+        with pytest.raises(ChannelRetriableError, match="unreachable"):
+            await adapter.send(text(ANA["wa_id"], "slow", "t1"))
 
 
 class TestWebhooksBack:

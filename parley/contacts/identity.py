@@ -8,6 +8,7 @@ brand's accounts and also writes on WhatsApp is one person in the CRM.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,13 +160,15 @@ async def resolve_contact_row(
     sender: Sender,
     lookup: Any = _IDENTITY_CONTACT,
     params: dict[str, Any] | None = None,
+    decode: Callable[[Any], Sequence[Any]] | None = None,
 ) -> tuple[Contact, bool, Any]:
     """:func:`resolve_contact`, also returning the lookup row that found the contact.
 
     ``lookup`` selects ``(ContactIdentity.contact_id, Contact, ...)`` for the ``kind``, ``scope`` and
     ``value`` parameters (plus ``params``), so a caller can read, in the same statement, what it
-    needs to know about the contact next. The row is None unless it holds the contact returned
-    (a created contact, or one reached by following a merge, has none).
+    needs to know about the contact next; ``decode`` turns a Core row into that shape. The row is
+    None unless it holds the contact returned (a created contact, or one reached by following a
+    merge, has none).
     """
     keys = identity_keys(account, sender)
     contact: Contact | None = None
@@ -173,13 +176,14 @@ async def resolve_contact_row(
     exists: dict[Key, bool] = {}
     for key in keys:
         # The identity and its contact in one statement; merges are followed only when there was one.
-        row = (
+        raw = (
             await session.execute(
                 lookup, {"kind": key.kind, "scope": key.scope, "value": key.value, **(params or {})}
             )
         ).first()
-        exists[key] = row is not None
-        if row is not None:
+        exists[key] = raw is not None
+        if raw is not None:
+            row: Sequence[Any] = decode(raw) if decode is not None else raw
             contact_id = row[0]
             candidate: Contact | None = row[1]  # None: the identity outlived its contact
             if candidate is not None and candidate.merged_into_id is None:

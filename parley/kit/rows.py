@@ -10,13 +10,13 @@ nothing is written twice and later readers of the object see the new values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 T = TypeVar("T")
 
@@ -48,6 +48,11 @@ class _Shape:
         if self.generated is not None:
             stmt = stmt.returning(table.c[self.generated])
         self.insert = stmt
+        self.manager = mapper.class_manager
+        self.mapper = mapper
+        self.table = table
+        self.columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+        self.primary_key = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
 
 
 _SHAPES: dict[type[Any], _Shape] = {}
@@ -77,7 +82,36 @@ async def insert_row(session: AsyncSession, model: type[T], values: Mapping[str,
         attrs[shape.generated] = (await session.execute(shape.insert, params)).scalar_one()
     else:
         await session.execute(shape.insert, params)
-    obj = model(**attrs)
+    # As the ORM builds a loaded object: straight into the instance's dict, no attribute events.
+    obj: T = shape.manager.new_instance()
+    instance_state(obj).dict.update(attrs)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+def columns_of(model: type[Any]) -> list[Any]:
+    """The model's table columns, in the order :func:`attach` reads them from a row."""
+    return [column for _key, column in _shape(model).columns]
+
+
+def attach(session: AsyncSession, model: type[T], row: Sequence[Any]) -> T:
+    """The session's object for a row selected with :func:`columns_of`, as an ORM query would give it.
+
+    An object the session already holds is returned as it is (attributes it has expired, after a
+    rolled-back savepoint, are filled from the row); otherwise a persistent, unmodified one is made.
+    """
+    shape = _shape(model)
+    values = {key: value for (key, _column), value in zip(shape.columns, row, strict=True)}
+    identity = shape.mapper.identity_key_from_primary_key([values[k] for k in shape.primary_key])
+    held = session.sync_session.identity_map.get(identity)
+    if held is not None:
+        unloaded = instance_state(held).unloaded
+        for key in unloaded & values.keys():
+            set_committed_value(held, key, values[key])
+        return cast(T, held)
+    obj: T = shape.manager.new_instance()
+    instance_state(obj).dict.update(values)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj

@@ -50,7 +50,12 @@ async def react(
 
     if event.kind == InboundKind.message:
         text = event.text or event.recognition
-        waiting = await flows.waiting_run(session, contact_id=contact.id, account_id=account.id)
+        # The pipeline usually knows already (it asked along with the contact) that no flow is waiting.
+        waiting = (
+            None
+            if outcome.flow_waiting is False
+            else await flows.waiting_run(session, contact_id=contact.id, account_id=account.id)
+        )
         if waiting is not None:
             await flows.resume_with_reply(
                 session,

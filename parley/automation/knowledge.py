@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.exceptions import NotFound
+from parley.kit.config_cache import ConfigCache
 from parley.kit.types import utcnow
 from parley.models import AppSetting, KbArticle, KbCategory
 
@@ -225,9 +226,17 @@ async def search(
 # --- bot answers ------------------------------------------------------------------------------
 
 
+_BOT: ConfigCache[None, dict[str, Any]] = ConfigCache(BOT_SETTING)
+
+
 async def bot_settings(session: AsyncSession) -> dict[str, Any]:
     row = await session.get(AppSetting, BOT_SETTING)
     return {**DEFAULT_BOT, **(row.value if row is not None and isinstance(row.value, dict) else {})}
+
+
+async def current_bot_settings(session: AsyncSession) -> dict[str, Any]:
+    """:func:`bot_settings` for every unmatched text, cached (parley/kit/config_cache.py says how fresh)."""
+    return dict(await _BOT.get(session, None, lambda: bot_settings(session)))
 
 
 async def set_bot_settings(session: AsyncSession, *, enabled: bool, min_confidence: float) -> dict[str, Any]:
@@ -239,12 +248,13 @@ async def set_bot_settings(session: AsyncSession, *, enabled: bool, min_confiden
         row.value = value
         row.updated_at = utcnow()
     await session.flush()
+    _BOT.changed(session)
     return value
 
 
 async def confident_answer(session: AsyncSession, text: str, *, language: str | None = None) -> Hit | None:
     """The article the bot may answer with: enabled, confident enough, and clearly ahead of the runner-up."""
-    settings = await bot_settings(session)
+    settings = await current_bot_settings(session)
     if not settings["enabled"]:
         return None
     hits = await search(session, text, language=language, limit=2)

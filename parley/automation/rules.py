@@ -7,15 +7,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from rapidfuzz import fuzz
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, bindparam, delete, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from parley.automation.matching import Keyword, Match, Matcher, MatchKind, normalize
 from parley.automation.schemas import Reply, RuleIn, Schedule, UnmatchedGroup
 from parley.exceptions import NotFound
+from parley.kit.config_cache import ConfigCache
 from parley.kit.types import utcnow
 from parley.models import AutoReplyRule, ChannelAccount, Flow, UnmatchedText
 
@@ -54,27 +56,33 @@ class AccountRules:
     events: list[tuple[str, str | None, int, CompiledRule]]  # (trigger, scene, priority, rule)
 
 
-# Compiled rules per account, rebuilt when the account's rules change (any node: the
-# stamp is read from the database, so an edit on one node reaches the others).
-_CACHE: dict[uuid.UUID, AccountRules] = {}
+# Compiled rules per account, kept for parley/kit/config_cache.py's TTL; when it runs out, a cheap
+# stamp read (count, newest edit) decides whether the rules must be rebuilt, so an edit on another
+# node is honoured within the TTL and an unchanged rule set is never recompiled.
+_CACHE: ConfigCache[uuid.UUID, AccountRules] = ConfigCache("automation.rules")
+
+_STAMP = select(func.count(AutoReplyRule.id), func.max(AutoReplyRule.updated_at)).where(
+    AutoReplyRule.account_id == bindparam("account_id")
+)
 
 
 async def _stamp(session: AsyncSession, account_id: uuid.UUID) -> tuple[Any, ...]:
-    row = (
-        await session.execute(
-            select(func.count(AutoReplyRule.id), func.max(AutoReplyRule.updated_at)).where(
-                AutoReplyRule.account_id == account_id
-            )
-        )
-    ).one()
+    row = (await session.execute(_STAMP, {"account_id": account_id})).one()
     return (int(row[0]), row[1])
 
 
 async def account_rules(session: AsyncSession, account_id: uuid.UUID) -> AccountRules:
-    stamp = await _stamp(session, account_id)
-    cached = _CACHE.get(account_id)
-    if cached is not None and cached.stamp == stamp:
-        return cached
+    async def load() -> AccountRules:
+        stamp = await _stamp(session, account_id)
+        known = _CACHE.peek(session, account_id)
+        if known is not None and known.stamp == stamp:
+            return known
+        return await _build(session, account_id, stamp)
+
+    return await _CACHE.get(session, account_id, load)
+
+
+async def _build(session: AsyncSession, account_id: uuid.UUID, stamp: tuple[Any, ...]) -> AccountRules:
     rows = (
         await session.scalars(
             select(AutoReplyRule)
@@ -98,9 +106,7 @@ async def account_rules(session: AsyncSession, account_id: uuid.UUID) -> Account
             )
         else:
             events.append((row.trigger, row.scene, row.priority, compiled))
-    built = AccountRules(stamp=stamp, matcher=Matcher(keywords), events=events)
-    _CACHE[account_id] = built
-    return built
+    return AccountRules(stamp=stamp, matcher=Matcher(keywords), events=events)
 
 
 async def match_text(
@@ -164,6 +170,7 @@ async def create_rule(session: AsyncSession, data: RuleIn) -> AutoReplyRule:
     _apply(rule, data)
     session.add(rule)
     await session.flush()
+    _CACHE.changed(session)
     return rule
 
 
@@ -172,6 +179,7 @@ async def update_rule(session: AsyncSession, rule_id: uuid.UUID, data: RuleIn) -
     await _check_refs(session, data)
     _apply(rule, data)
     await session.flush()
+    _CACHE.changed(session)
     return rule
 
 
@@ -185,6 +193,7 @@ async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> AutoReplyRule:
 async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> None:
     await get_rule(session, rule_id)
     await session.execute(delete(AutoReplyRule).where(AutoReplyRule.id == rule_id))
+    _CACHE.changed(session)
 
 
 async def list_rules(session: AsyncSession, account_id: uuid.UUID | None = None) -> Sequence[AutoReplyRule]:
@@ -203,13 +212,49 @@ GROUP_SIMILARITY = 80.0
 async def record_unmatched(
     session: AsyncSession, *, account_id: uuid.UUID, contact_id: uuid.UUID | None, text: str
 ) -> None:
+    """Keeps the text for review; written with the transaction's other unmatched texts when it commits.
+
+    One multi-row INSERT per transaction instead of a statement per text: with nothing else to
+    write, automation then emits no SQL at all for an ordinary unanswered message.
+    """
     normalized = normalize(text)
-    if normalized:
-        session.add(
-            UnmatchedText(
-                account_id=account_id, contact_id=contact_id, text=text[:2000], normalized=normalized[:2000]
-            )
-        )
+    if not normalized:
+        return
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session.sync_session, "before_commit", _write_unmatched)
+            event.listen(session.sync_session, "after_transaction_end", _drop_unmatched)
+    pending.append(
+        {
+            "account_id": account_id,
+            "contact_id": contact_id,
+            "text": text[:2000],
+            "normalized": normalized[:2000],
+            "created_at": utcnow(),
+        }
+    )
+
+
+_UNMATCHED = insert(cast(Table, UnmatchedText.__table__))
+_PENDING = "automation.unmatched.pending"
+_LISTENING = "automation.unmatched.listening"
+
+
+def _write_unmatched(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: the texts wait for the transaction itself
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.execute(_UNMATCHED, rows)
+
+
+def _drop_unmatched(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        # Rolled back (a commit has taken them already): they were never stored.
+        session.info.pop(_PENDING, None)
 
 
 def group_texts(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parley.bench import contact_import, inbound, keywords, outbound, segments
+from parley.bench import contact_import, inbound, keywords, outbound, pipeline, segments
 from parley.bench import routing as routing_bench
 
-__all__ = ["contact_import", "inbound", "keywords", "outbound", "routing_bench", "segments"]
+__all__ = ["contact_import", "inbound", "keywords", "outbound", "pipeline", "routing_bench", "segments"]

@@ -8,15 +8,17 @@ brand's accounts and also writes on WhatsApp is one person in the CRM.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import ChannelType, Sender
 from parley.contacts.merge import live_contact_id
+from parley.kit.rows import insert_row
 from parley.kit.types import utcnow
 from parley.models import ChannelAccount, Contact, ContactIdentity, IdentityKind
 
@@ -92,14 +94,15 @@ async def attach_identity(session: AsyncSession, contact: Contact, account: Chan
 
 # The inbound pipeline's hot statements, built once: SQLAlchemy memoizes a statement's cache key on the
 # object, so a prebuilt statement skips construction and cache-key generation on every message.
+IDENTITY_MATCH = and_(
+    ContactIdentity.kind == bindparam("kind"),
+    ContactIdentity.scope == bindparam("scope"),
+    ContactIdentity.value == bindparam("value"),
+)
 _IDENTITY_CONTACT = (
     select(ContactIdentity.contact_id, Contact)
     .outerjoin(Contact, Contact.id == ContactIdentity.contact_id)
-    .where(
-        ContactIdentity.kind == bindparam("kind"),
-        ContactIdentity.scope == bindparam("scope"),
-        ContactIdentity.value == bindparam("value"),
-    )
+    .where(IDENTITY_MATCH)
 )
 
 
@@ -146,39 +149,64 @@ async def resolve_contact(
     session: AsyncSession, *, account: ChannelAccount, sender: Sender
 ) -> tuple[Contact, bool]:
     """Returns the sender's contact and whether it was created now."""
+    contact, created, _row = await resolve_contact_row(session, account=account, sender=sender)
+    return contact, created
+
+
+async def resolve_contact_row(
+    session: AsyncSession,
+    *,
+    account: ChannelAccount,
+    sender: Sender,
+    lookup: Any = _IDENTITY_CONTACT,
+    params: dict[str, Any] | None = None,
+    decode: Callable[[Any], Sequence[Any]] | None = None,
+) -> tuple[Contact, bool, Any]:
+    """:func:`resolve_contact`, also returning the lookup row that found the contact.
+
+    ``lookup`` selects ``(ContactIdentity.contact_id, Contact, ...)`` for the ``kind``, ``scope`` and
+    ``value`` parameters (plus ``params``), so a caller can read, in the same statement, what it
+    needs to know about the contact next; ``decode`` turns a Core row into that shape. The row is
+    None unless it holds the contact returned (a created contact, or one reached by following a
+    merge, has none).
+    """
     keys = identity_keys(account, sender)
     contact: Contact | None = None
+    found: Any = None
     exists: dict[Key, bool] = {}
     for key in keys:
         # The identity and its contact in one statement; merges are followed only when there was one.
-        row = (
+        raw = (
             await session.execute(
-                _IDENTITY_CONTACT, {"kind": key.kind, "scope": key.scope, "value": key.value}
+                lookup, {"kind": key.kind, "scope": key.scope, "value": key.value, **(params or {})}
             )
         ).first()
-        exists[key] = row is not None
-        if row is not None:
+        exists[key] = raw is not None
+        if raw is not None:
+            row: Sequence[Any] = decode(raw) if decode is not None else raw
             contact_id = row[0]
             candidate: Contact | None = row[1]  # None: the identity outlived its contact
             if candidate is not None and candidate.merged_into_id is None:
-                contact = candidate
+                contact, found = candidate, row
             else:
                 contact = await _live_contact(session, contact_id)
             if contact is not None:
                 break
     created = contact is None
     if contact is None:
-        contact = Contact(
-            id=uuid.uuid4(),
-            display_name=sender.display_name
-            or sender.username
-            or sender.phone
-            or placeholder_name(account, sender),
-            phone=normalise_phone(sender.phone) if sender.phone else None,
-            attributes={},
+        contact = await insert_row(
+            session,
+            Contact,
+            {
+                "id": uuid.uuid4(),
+                "display_name": sender.display_name
+                or sender.username
+                or sender.phone
+                or placeholder_name(account, sender),
+                "phone": normalise_phone(sender.phone) if sender.phone else None,
+                "attributes": {},
+            },
         )
-        session.add(contact)
-        await session.flush()
     else:
         if sender.display_name and not contact.display_name:
             contact.display_name = sender.display_name
@@ -200,5 +228,5 @@ async def resolve_contact(
             await session.flush()
             winner = await _live_contact(session, owner.contact_id)
             if winner is not None:
-                return winner, False
-    return contact, created
+                return winner, False, None
+    return contact, created, found

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, false, func, not_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.contacts.schemas import LifecycleRules
+from parley.kit.config_cache import ConfigCache
 from parley.kit.types import utcnow
 from parley.models import AppSetting, Contact
 from parley.worker import periodic
@@ -24,9 +25,18 @@ RULES_KEY = "contacts.lifecycle_rules"
 EVERY_S = 15 * 60.0
 
 
+_RULES: ConfigCache[None, LifecycleRules] = ConfigCache(RULES_KEY)
+
+
 async def get_rules(session: AsyncSession) -> LifecycleRules:
+    """The rules as stored now (for the settings page and the periodic job)."""
     row = await session.get(AppSetting, RULES_KEY)
     return LifecycleRules.model_validate(row.value) if row is not None else LifecycleRules()
+
+
+async def current_rules(session: AsyncSession) -> LifecycleRules:
+    """The rules for per-event use, cached (parley/kit/config_cache.py says how fresh)."""
+    return await _RULES.get(session, None, lambda: get_rules(session))
 
 
 async def set_rules(session: AsyncSession, rules: LifecycleRules) -> None:
@@ -36,6 +46,7 @@ async def set_rules(session: AsyncSession, rules: LifecycleRules) -> None:
     else:
         row.value = rules.model_dump()
     await session.flush()
+    _RULES.changed(session)
 
 
 def _last_activity(contact: Contact) -> datetime | None:
@@ -110,7 +121,7 @@ async def apply_rules(session: AsyncSession, *, now: datetime | None = None) -> 
 
 async def refresh_stage(session: AsyncSession, contact: Contact, rules: LifecycleRules | None = None) -> str:
     """Re-evaluates one contact after an event (message, follow, unfollow)."""
-    rules = rules or await get_rules(session)
+    rules = rules or await current_rules(session)
     stage = compute_stage(contact, rules, utcnow())
     if contact.lifecycle_stage != stage:
         contact.lifecycle_stage = stage

@@ -10,26 +10,32 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.automation.flows.engine import Status as RunStatus
 from parley.channels.base import InboundEvent, InboundKind
-from parley.contacts.identity import resolve_contact
-from parley.contacts.lifecycle import refresh_stage
+from parley.contacts.identity import resolve_contact, resolve_contact_row
+from parley.contacts.lifecycle import compute_stage, current_rules, refresh_stage
 from parley.context import Context
 from parley.delivery.service import apply_status
+from parley.kit.rows import attach, columns_of, insert_row, set_committed
 from parley.kit.types import utcnow
 from parley.models import (
     ChannelAccount,
     Contact,
+    ContactIdentity,
     Conversation,
     ConversationStatus,
     Direction,
+    EntryStatus,
+    FlowRun,
     Message,
     MessageStatus,
+    QueueEntry,
     TimelineEvent,
 )
 from parley.models import InboundEvent as InboundEventRow
@@ -54,6 +60,13 @@ class Outcome:
     contact: Contact | None = None
     # The normalized event, parsed once here for automation and routing after the pipeline.
     event: InboundEvent | None = None
+    # Created by this event: automation and routing skip lookups whose answer is then known
+    # (a new contact has no waiting flow; a new conversation waits in no queue).
+    new_contact: bool = False
+    new_conversation: bool = False
+    # Looked up with the contact when it could be (None: not known, ask the database).
+    flow_waiting: bool | None = None
+    queued: bool | None = None
 
 
 def preview(event: InboundEvent) -> str:
@@ -86,6 +99,125 @@ _LATEST_CONVERSATION = (
 )
 
 
+_CONTACTS = cast(Table, Contact.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_IDENTITIES = cast(Table, ContactIdentity.__table__)
+_RUNS = cast(Table, FlowRun.__table__)
+_ENTRIES = cast(Table, QueueEntry.__table__)
+_EVENTS = cast(Table, InboundEventRow.__table__)
+_CONTACT_COLUMNS = columns_of(Contact)
+_CONVERSATION_COLUMNS = columns_of(Conversation)
+
+# A known customer's message, in one statement: the identity, its contact, the contact's active
+# conversation on the account, and two facts automation and routing would otherwise each look up
+# (a flow waiting for this contact's reply; the conversation waiting in a queue). Plain columns,
+# not ORM entities: the objects are attached by hand (parley/kit/rows.py) for a fraction of the
+# ORM's row-loading cost.
+_MESSAGE_LOOKUP = (
+    select(
+        _IDENTITIES.c.contact_id,
+        *_CONTACT_COLUMNS,
+        *_CONVERSATION_COLUMNS,
+        select(_RUNS.c.id)
+        .where(
+            _RUNS.c.contact_id == _CONTACTS.c.id,
+            _RUNS.c.account_id == bindparam("account_id"),
+            _RUNS.c.status == RunStatus.waiting_reply,
+            _RUNS.c.dry_run.is_(False),
+        )
+        .exists(),
+        select(_ENTRIES.c.id)
+        .where(_ENTRIES.c.conversation_id == _CONVERSATIONS.c.id, _ENTRIES.c.status == EntryStatus.waiting)
+        .exists(),
+    )
+    .select_from(
+        _IDENTITIES.outerjoin(_CONTACTS, _CONTACTS.c.id == _IDENTITIES.c.contact_id).outerjoin(
+            _CONVERSATIONS,
+            and_(
+                _CONVERSATIONS.c.contact_id == _CONTACTS.c.id,
+                _CONVERSATIONS.c.account_id == bindparam("account_id"),
+                _CONVERSATIONS.c.status != ConversationStatus.resolved,
+            ),
+        )
+    )
+    .where(
+        _IDENTITIES.c.kind == bindparam("kind"),
+        _IDENTITIES.c.scope == bindparam("scope"),
+        _IDENTITIES.c.value == bindparam("value"),
+    )
+)
+_CONTACT_PART = slice(1, 1 + len(_CONTACT_COLUMNS))
+_CONVERSATION_PART = slice(_CONTACT_PART.stop, _CONTACT_PART.stop + len(_CONVERSATION_COLUMNS))
+_CONTACT_ID = [c.key for c in _CONTACT_COLUMNS].index("id")
+_CONVERSATION_ID = [c.key for c in _CONVERSATION_COLUMNS].index("id")
+
+
+def _lookup_decoder(session: AsyncSession) -> Any:
+    """Turns a lookup row into ``(contact_id, Contact | None, Conversation | None, flow waiting, queued)``."""
+
+    def decode(row: Any) -> tuple[Any, ...]:
+        contact_part, conversation_part = row[_CONTACT_PART], row[_CONVERSATION_PART]
+        contact = attach(session, Contact, contact_part) if contact_part[_CONTACT_ID] is not None else None
+        conversation = (
+            attach(session, Conversation, conversation_part)
+            if conversation_part[_CONVERSATION_ID] is not None
+            else None
+        )
+        return (row[0], contact, conversation, row[-2], row[-1])
+
+    return decode
+
+
+# The counters grow in SQL; the other columns come in as parameters (only those given are SET).
+_CONVERSATION_INBOUND = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("_id"))
+    .values(unread_count=_CONVERSATIONS.c.unread_count + 1)
+)
+_CONVERSATION_SET = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("_id"))
+_CONTACT_INBOUND = (
+    update(_CONTACTS)
+    .where(_CONTACTS.c.id == bindparam("_id"))
+    .values(inbound_count=_CONTACTS.c.inbound_count + 1)
+)
+_EVENT_DONE = update(_EVENTS).where(_EVENTS.c.id == bindparam("_id"))
+
+
+async def _find_conversation(
+    session: AsyncSession, *, contact: Contact, account: ChannelAccount, now: datetime
+) -> tuple[Conversation | None, bool, dict[str, Any]]:
+    """The conversation to continue, whether it counts as (re)opened, and the status change it needs.
+
+    None when a new one must start. The change is left to the caller's UPDATE.
+    """
+    ids = {"contact_id": contact.id, "account_id": account.id}
+    active = await session.scalar(_ACTIVE_CONVERSATION, ids)
+    if active is not None:
+        if active.status in (ConversationStatus.snoozed, ConversationStatus.pending):
+            return active, False, {"status": ConversationStatus.open, "snoozed_until": None}
+        return active, False, {}
+    latest = await session.scalar(_LATEST_CONVERSATION, ids)
+    if latest is not None and latest.resolved_at is not None and latest.resolved_at > now - REOPEN_WINDOW:
+        return latest, True, {"status": ConversationStatus.open, "resolved_at": None}
+    return None, True, {}
+
+
+async def _new_conversation(
+    session: AsyncSession, *, contact: Contact, account: ChannelAccount, values: dict[str, Any] | None = None
+) -> Conversation:
+    return await insert_row(
+        session,
+        Conversation,
+        {
+            "id": uuid.uuid4(),
+            "contact_id": contact.id,
+            "account_id": account.id,
+            "status": ConversationStatus.open,
+            **(values or {}),
+        },
+    )
+
+
 async def _conversation(
     session: AsyncSession,
     *,
@@ -99,24 +231,102 @@ async def _conversation(
     ``new_contact``: the contact was created in this transaction, so it has no conversations to find.
     """
     if not new_contact:
-        ids = {"contact_id": contact.id, "account_id": account.id}
-        active = await session.scalar(_ACTIVE_CONVERSATION, ids)
-        if active is not None:
-            if active.status in (ConversationStatus.snoozed, ConversationStatus.pending):
-                active.status = ConversationStatus.open
-                active.snoozed_until = None
-            return active, False
-        latest = await session.scalar(_LATEST_CONVERSATION, ids)
-        if latest is not None and latest.resolved_at is not None and latest.resolved_at > now - REOPEN_WINDOW:
-            latest.status = ConversationStatus.open
-            latest.resolved_at = None
-            return latest, True
-    conversation = Conversation(
-        id=uuid.uuid4(), contact_id=contact.id, account_id=account.id, status=ConversationStatus.open
+        found, opened, changes = await _find_conversation(session, contact=contact, account=account, now=now)
+        if found is not None:
+            if changes:
+                changes["updated_at"] = now
+                await session.execute(_CONVERSATION_SET, {"_id": found.id, **changes})
+                set_committed(found, changes)
+            return found, opened
+    return await _new_conversation(session, contact=contact, account=account), True
+
+
+async def _message(
+    session: AsyncSession,
+    *,
+    account: ChannelAccount,
+    row: InboundEventRow,
+    event: InboundEvent,
+    contact: Contact,
+    created: bool,
+    found: Any,
+    now: datetime,
+    outcome: Outcome,
+) -> None:
+    """An inbound message: its conversation (found, reopened or new), the message, the counters.
+
+    One statement per row written: Core UPDATEs with the counters grown in SQL, the
+    session's objects kept in step (parley/kit/rows.py), no unit-of-work flush.
+    """
+    at = event.occurred_at
+    activity = {"last_inbound_at": at, "last_message_at": at, "last_message_preview": preview(event)}
+    conversation: Conversation | None = None
+    opened, changes = True, dict[str, Any]()
+    if found is not None and found[2] is not None:
+        conversation, opened = found[2], False
+        if conversation.status in (ConversationStatus.snoozed, ConversationStatus.pending):
+            changes = {"status": ConversationStatus.open, "snoozed_until": None}
+    elif not created:
+        conversation, opened, changes = await _find_conversation(
+            session, contact=contact, account=account, now=now
+        )
+    if conversation is None:
+        conversation = await _new_conversation(
+            session, contact=contact, account=account, values={**activity, "unread_count": 1}
+        )
+        outcome.new_conversation = True
+    else:
+        changes = {**changes, **activity, "updated_at": now}
+        await session.execute(_CONVERSATION_INBOUND, {"_id": conversation.id, **changes})
+        set_committed(conversation, {**changes, "unread_count": conversation.unread_count + 1})
+    message = await insert_row(
+        session,
+        Message,
+        {
+            "account_id": account.id,
+            "conversation_id": conversation.id,
+            "contact_id": contact.id,
+            "direction": Direction.inbound,
+            "kind": "message",
+            "type": event.type,
+            "peer_id": event.sender.id,
+            "text": event.text or event.recognition,
+            "content": row.normalized,
+            "status": MessageStatus.received,
+            "priority": 0,
+            "idempotency_key": f"in:{row.id}",
+            "platform_message_id": event.platform_message_id,
+            "inbound_event_id": row.id,
+            "created_at": at,
+        },
     )
-    session.add(conversation)
-    await session.flush()
-    return conversation, True
+    # The stage follows from the new timestamp (the periodic job covers the passing of time).
+    set_committed(contact, {"last_inbound_at": at})
+    contact_changes = {
+        "last_inbound_at": at,
+        "lifecycle_stage": compute_stage(contact, await current_rules(session), now),
+        "updated_at": now,
+    }
+    await session.execute(_CONTACT_INBOUND, {"_id": contact.id, **contact_changes})
+    set_committed(contact, {**contact_changes, "inbound_count": contact.inbound_count + 1})
+    outcome.message, outcome.conversation = message, conversation
+    summary = conversation_summary(conversation, contact)
+    if opened:
+        outcome.events.append(
+            {
+                "type": "conversation.opened",
+                "conversation": summary,
+                "audience": {"permission": "conversations.read"},
+            }
+        )
+    outcome.events.append(
+        {
+            "type": "message.created",
+            "message": message_summary(message),
+            "conversation": summary,
+            "audience": {"permission": "conversations.read"},
+        }
+    )
 
 
 def conversation_summary(conversation: Conversation, contact: Contact | None = None) -> dict[str, Any]:
@@ -234,83 +444,95 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
         return outcome
     event = outcome.event = InboundEvent.model_validate(row.normalized)
     now = utcnow()
+    try:
+        await _process(session, account, row, event, now, outcome)
+        done = {"status": "processed", "processed_at": now, "error": None}
+        await session.execute(_EVENT_DONE, {"_id": row.id, **done})
+        set_committed(row, done)
+    except BaseException:
+        # The caller's savepoint undoes the rows; the objects kept in step by hand must follow.
+        _forget(session, outcome)
+        raise
+    return outcome
+
+
+def _forget(session: AsyncSession, outcome: Outcome) -> None:
+    for obj, new in (
+        (outcome.message, True),
+        (outcome.conversation, outcome.new_conversation),
+        (outcome.contact, outcome.new_contact),
+    ):
+        if obj is None or obj not in session:
+            continue
+        if new:
+            session.expunge(obj)
+        else:
+            session.expire(obj)
+
+
+async def _process(
+    session: AsyncSession,
+    account: ChannelAccount,
+    row: InboundEventRow,
+    event: InboundEvent,
+    now: datetime,
+    outcome: Outcome,
+) -> None:
     if event.kind == InboundKind.status:
         await _apply_status(session, account, event, outcome)
-    elif event.data.get("scope") == "account":
+        return
+    if event.data.get("scope") == "account":
         # About the business account itself (template approved, quality change): no customer involved.
         log.info("inbound.account_event", type=event.type, account_id=str(account.id))
+        return
+    if event.kind == InboundKind.message:
+        contact, created, found = await resolve_contact_row(
+            session,
+            account=account,
+            sender=event.sender,
+            lookup=_MESSAGE_LOOKUP,
+            params={"account_id": account.id},
+            decode=_lookup_decoder(session),
+        )
+        outcome.contact, outcome.new_contact = contact, created
+        if created:
+            outcome.flow_waiting = False
+        elif found is not None:
+            outcome.flow_waiting = bool(found[3])
+        await _message(
+            session,
+            account=account,
+            row=row,
+            event=event,
+            contact=contact,
+            created=created,
+            found=found,
+            now=now,
+            outcome=outcome,
+        )
+        if outcome.new_conversation:
+            outcome.queued = False
+        elif found is not None and found[2] is not None:
+            outcome.queued = bool(found[4])
     else:
         contact, created = await resolve_contact(session, account=account, sender=event.sender)
-        outcome.contact = contact
-        if event.kind == InboundKind.message:
-            conversation, opened = await _conversation(
-                session, contact=contact, account=account, now=now, new_contact=created
-            )
-            message = Message(
-                account_id=account.id,
-                conversation_id=conversation.id,
-                contact_id=contact.id,
-                direction=Direction.inbound,
-                kind="message",
-                type=event.type,
-                peer_id=event.sender.id,
-                text=event.text or event.recognition,
-                content=row.normalized,
-                status=MessageStatus.received,
-                priority=0,
-                idempotency_key=f"in:{row.id}",
-                platform_message_id=event.platform_message_id,
-                inbound_event_id=row.id,
-                created_at=event.occurred_at,
-            )
-            session.add(message)
-            conversation.last_inbound_at = event.occurred_at
-            conversation.last_message_at = event.occurred_at
-            conversation.last_message_preview = preview(event)
-            conversation.unread_count += 1
-            contact.last_inbound_at = event.occurred_at
-            contact.inbound_count += 1
-            await session.flush()
-            outcome.message, outcome.conversation = message, conversation
-            summary = conversation_summary(conversation, contact)
-            if opened:
-                outcome.events.append(
-                    {
-                        "type": "conversation.opened",
-                        "conversation": summary,
-                        "audience": {"permission": "conversations.read"},
-                    }
-                )
-            outcome.events.append(
-                {
-                    "type": "message.created",
-                    "message": message_summary(message),
-                    "conversation": summary,
-                    "audience": {"permission": "conversations.read"},
-                }
-            )
-        else:
-            await _apply_contact_event(session, account, row, event, contact)
-            outcome.events.append(
-                {
-                    "type": "contact.timeline",
-                    "contact_id": str(contact.id),
-                    "event_type": event.type,
-                    "audience": {"permission": "contacts.read"},
-                }
-            )
-        if created:
-            outcome.events.append(
-                {
-                    "type": "contact.created",
-                    "contact_id": str(contact.id),
-                    "audience": {"permission": "contacts.read"},
-                }
-            )
-    if outcome.contact is not None:
+        outcome.contact, outcome.new_contact = contact, created
+        await _apply_contact_event(session, account, row, event, contact)
+        outcome.events.append(
+            {
+                "type": "contact.timeline",
+                "contact_id": str(contact.id),
+                "event_type": event.type,
+                "audience": {"permission": "contacts.read"},
+            }
+        )
         # Stage rules react to the event at once; the periodic job covers the passing of time.
-        await refresh_stage(session, outcome.contact)
-    row.status = "processed"
-    row.processed_at = now
-    row.error = None
-    return outcome
+        await refresh_stage(session, contact)
+    if created:
+        outcome.events.append(
+            {
+                "type": "contact.created",
+                "contact_id": str(contact.id),
+                "audience": {"permission": "contacts.read"},
+            }
+        )

@@ -16,6 +16,7 @@ from parley.auth.service import Principal, audit
 from parley.context import Context
 from parley.exceptions import Conflict, NotFound, UnprocessableEntity
 from parley.models import EntryRule, QueueMember, Role, RoleCapacity, RoutingAgent, RoutingQueue, Team, User
+from parley.routing.rules import rules_changed
 from parley.routing.schemas import CapacityWrite, MemberRead, MemberWrite, QueueWrite, RuleWrite
 from parley.routing.service import on_agent_available
 
@@ -99,6 +100,7 @@ async def delete_queue(session: AsyncSession, queue_id: uuid.UUID, *, actor: Pri
         await session.flush()
     except IntegrityError as exc:
         raise Conflict("The queue is still in use") from exc
+    rules_changed(session)
     await _audit(session, actor, "queue.delete", "routing_queue", queue_id)
 
 
@@ -227,6 +229,7 @@ async def create_rule(session: AsyncSession, data: RuleWrite, *, actor: Principa
     )
     session.add(rule)
     await session.flush()
+    rules_changed(session)
     await _audit(session, actor, "rule.create", "routing_rule", rule.id, data.model_dump(mode="json"))
     return rule
 
@@ -242,6 +245,7 @@ async def update_rule(
     rule.name, rule.queue_id, rule.is_active = data.name, data.queue_id, data.is_active
     rule.conditions = data.conditions.model_dump(mode="json", exclude_defaults=True)
     await session.flush()
+    rules_changed(session)
     await _audit(session, actor, "rule.update", "routing_rule", rule_id, data.model_dump(mode="json"))
     return rule
 
@@ -252,6 +256,7 @@ async def delete_rule(session: AsyncSession, rule_id: uuid.UUID, *, actor: Princ
         raise NotFound("Rule not found")
     await session.delete(rule)
     await session.flush()
+    rules_changed(session)
     await _audit(session, actor, "rule.delete", "routing_rule", rule_id)
 
 
@@ -264,5 +269,6 @@ async def order_rules(
     for position, rule_id in enumerate(ids, start=1):
         rules[rule_id].position = position
     await session.flush()
+    rules_changed(session)
     await _audit(session, actor, "rule.order", "routing_rule", None, {"ids": [str(i) for i in ids]})
     return [rules[i] for i in ids]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.kit.config_cache import ConfigCache
 from parley.models import Contact, ContactTag, EntryRule, Tag
 
 
@@ -67,9 +69,8 @@ class Trigger(BaseModel):
     event_key: str = ""
 
 
-def rule_matches(
-    conditions: RuleConditions, trigger: Trigger, tags: set[str], attributes: dict[str, Any]
-) -> bool:
+def trigger_matches(conditions: RuleConditions, trigger: Trigger) -> bool:
+    """The conditions on what the customer did (account, event, keywords, key), not on who they are."""
     if conditions.account_id is not None and conditions.account_id != trigger.account_id:
         return False
     if conditions.event != "any" and conditions.event != trigger.event:
@@ -78,26 +79,62 @@ def rule_matches(
         text = trigger.text.lower()
         if not any(k.strip().lower() and k.strip().lower() in text for k in conditions.keywords):
             return False
-    if conditions.event_key is not None and conditions.event_key != trigger.event_key:
-        return False
-    return conditions.matches(tags, attributes)
+    return conditions.event_key is None or conditions.event_key == trigger.event_key
+
+
+def rule_matches(
+    conditions: RuleConditions, trigger: Trigger, tags: set[str], attributes: dict[str, Any]
+) -> bool:
+    return trigger_matches(conditions, trigger) and conditions.matches(tags, attributes)
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """An active entry rule as the inbound pipeline evaluates it (parsed once, cached)."""
+
+    id: uuid.UUID
+    name: str
+    queue_id: uuid.UUID
+    conditions: RuleConditions
+
+
+# Read by every inbound message; parley/kit/config_cache.py says how fresh. The admin service
+# (parley/routing/admin.py) calls ``rules_changed`` for every edit of rules or queues.
+_RULES: ConfigCache[None, tuple[ActiveRule, ...]] = ConfigCache("routing.entry_rules")
+
+_ACTIVE_RULES = (
+    select(EntryRule.id, EntryRule.name, EntryRule.queue_id, EntryRule.conditions)
+    .where(EntryRule.is_active.is_(True))
+    .order_by(EntryRule.position, EntryRule.name)
+)
+
+
+def rules_changed(session: AsyncSession) -> None:
+    _RULES.changed(session)
+
+
+async def active_rules(session: AsyncSession) -> tuple[ActiveRule, ...]:
+    async def load() -> tuple[ActiveRule, ...]:
+        rows = (await session.execute(_ACTIVE_RULES)).all()
+        return tuple(
+            ActiveRule(id=r[0], name=r[1], queue_id=r[2], conditions=RuleConditions.model_validate(r[3]))
+            for r in rows
+        )
+
+    return await _RULES.get(session, None, load)
 
 
 async def first_matching_rule(
     session: AsyncSession, *, trigger: Trigger, contact: Contact
-) -> EntryRule | None:
-    rules = (
-        await session.scalars(
-            select(EntryRule)
-            .where(EntryRule.is_active.is_(True))
-            .order_by(EntryRule.position, EntryRule.name)
-        )
-    ).all()
-    if not rules:
-        return None
-    tags = await contact_tag_names(session, contact.id)
-    attributes = dict(contact.attributes or {})
-    for rule in rules:
-        if rule_matches(RuleConditions.model_validate(rule.conditions), trigger, tags, attributes):
+) -> ActiveRule | None:
+    tags: set[str] | None = None  # read only when a rule gets as far as asking
+    attributes = contact.attributes or {}
+    for rule in await active_rules(session):
+        conditions = rule.conditions
+        if not trigger_matches(conditions, trigger):
+            continue
+        if conditions.tags and tags is None:
+            tags = await contact_tag_names(session, contact.id)
+        if conditions.matches(tags or set(), attributes):
             return rule
     return None

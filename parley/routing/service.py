@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import ChannelWindowClosedError, OutboundMessage, OutboundType
@@ -402,14 +402,15 @@ async def on_conversation_taken(
         _changed(session, ctx, entry.queue_id)
 
 
+_ENTRIES = cast(Table, QueueEntry.__table__)
+# Asked for every inbound message: prebuilt, so SQLAlchemy neither rebuilds nor re-keys it.
+_IS_WAITING = select(_ENTRIES.c.id).where(
+    _ENTRIES.c.conversation_id == bindparam("conversation_id"), _ENTRIES.c.status == EntryStatus.waiting
+)
+
+
 async def is_waiting(session: AsyncSession, conversation_id: uuid.UUID) -> bool:
-    return (
-        await session.scalar(
-            select(QueueEntry.id).where(
-                QueueEntry.conversation_id == conversation_id, QueueEntry.status == EntryStatus.waiting
-            )
-        )
-    ) is not None
+    return (await session.scalar(_IS_WAITING, {"conversation_id": conversation_id})) is not None
 
 
 # --- the periodic pass: overflow, dispatch (safety net), position notices -----------------------
@@ -494,9 +495,7 @@ async def route_inbound(
     else:
         return None
     conversation: Conversation | None = outcome.conversation
-    if conversation is not None and (
-        conversation.assignee_id is not None or await is_waiting(session, conversation.id)
-    ):
+    if conversation is not None and (conversation.assignee_id is not None or await _queued(session, outcome)):
         return None
     rule = await first_matching_rule(session, trigger=trigger, contact=contact)
     if rule is None:
@@ -512,6 +511,14 @@ async def route_inbound(
         if ctx is not None:
             publish_conversation_updated(session, ctx, conversation, contact)
     return await enqueue(session, ctx, conversation_id=conversation.id, queue_id=rule.queue_id, reason="rule")
+
+
+async def _queued(session: AsyncSession, outcome: Any) -> bool:
+    """Whether the outcome's conversation waits in a queue; the pipeline usually found out already."""
+    known: bool | None = getattr(outcome, "queued", None)
+    if known is not None:
+        return known
+    return await is_waiting(session, outcome.conversation.id)
 
 
 # --- transfers and supervisor take-over -------------------------------------------------------

@@ -296,14 +296,15 @@ class TestFailures:
 
         recorder = Recorder()
         account = await create_channel_account(session, external_id="wx-1")
-        original = pipeline.resolve_contact
+        # Messages resolve their contact with resolve_contact_row (contact and conversation in one read).
+        original = pipeline.resolve_contact_row
 
-        async def flaky(session, *, account, sender):
+        async def flaky(session, *, account, sender, **options):
             if sender.id == "bad":
                 raise RuntimeError("directory unavailable")
-            return await original(session, account=account, sender=sender)
+            return await original(session, account=account, sender=sender, **options)
 
-        monkeypatch.setattr(pipeline, "resolve_contact", flaky)
+        monkeypatch.setattr(pipeline, "resolve_contact_row", flaky)
         await deliver(
             session,
             recorder,

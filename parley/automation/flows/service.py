@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.automation import contact_ops
@@ -357,20 +357,27 @@ async def start_run(
     return run
 
 
+# Asked for every inbound message, nearly always answered "none": a prebuilt Core statement for the
+# id, and the run itself loaded only when there is one.
+_RUNS = cast(Table, FlowRun.__table__)
+_WAITING_RUN = (
+    select(_RUNS.c.id)
+    .where(
+        _RUNS.c.contact_id == bindparam("contact_id"),
+        _RUNS.c.account_id == bindparam("account_id"),
+        _RUNS.c.status == Status.waiting_reply,
+        _RUNS.c.dry_run.is_(False),
+    )
+    .order_by(_RUNS.c.created_at.desc())
+    .limit(1)
+)
+
+
 async def waiting_run(
     session: AsyncSession, *, contact_id: uuid.UUID, account_id: uuid.UUID
 ) -> FlowRun | None:
-    return await session.scalar(
-        select(FlowRun)
-        .where(
-            FlowRun.contact_id == contact_id,
-            FlowRun.account_id == account_id,
-            FlowRun.status == Status.waiting_reply,
-            FlowRun.dry_run.is_(False),
-        )
-        .order_by(FlowRun.created_at.desc())
-        .limit(1)
-    )
+    run_id = await session.scalar(_WAITING_RUN, {"contact_id": contact_id, "account_id": account_id})
+    return await session.get(FlowRun, run_id) if run_id is not None else None
 
 
 async def resume_with_reply(

@@ -1,0 +1,123 @@
+"""Writing ORM rows with single Core statements, for paths that run once per inbound event.
+
+A unit-of-work flush costs several times the statement it emits; the inbound
+pipeline knows exactly which rows it writes, so it writes them with cached
+Core statements and keeps the session's objects in step by hand:
+:func:`insert_row` returns a persistent, clean object as if it had been loaded,
+and :func:`set_committed` records values an UPDATE has just written, so that
+nothing is written twice and later readers of the object see the new values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table, insert, inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+T = TypeVar("T")
+
+
+class _Shape:
+    """A mapped class's columns, defaults and INSERT statement, worked out once."""
+
+    def __init__(self, model: type[Any]) -> None:
+        mapper = inspect(model)
+        table = mapper.local_table
+        assert isinstance(table, Table)  # noqa: S101  (every model here maps one table)
+        self.attrs: list[tuple[str, str, Callable[[], Any] | None]] = []
+        self.generated: str | None = None  # an autoincrement key the database assigns
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            default = column.default
+            make: Callable[[], Any] | None = None
+            if default is not None and getattr(default, "is_callable", False):
+                fn = default.arg
+                make = lambda fn=fn: fn(None)  # noqa: E731  (SQLAlchemy wraps argument-less defaults)
+            elif default is not None and getattr(default, "is_scalar", False):
+                value = default.arg
+                make = lambda value=value: value  # noqa: E731
+            if column.primary_key and column.autoincrement is True and default is None:
+                self.generated = prop.key
+                continue
+            self.attrs.append((prop.key, column.key, make))
+        stmt = insert(table)
+        if self.generated is not None:
+            stmt = stmt.returning(table.c[self.generated])
+        self.insert = stmt
+        self.manager = mapper.class_manager
+        self.mapper = mapper
+        self.table = table
+        self.columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+        self.primary_key = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+
+
+_SHAPES: dict[type[Any], _Shape] = {}
+
+
+def _shape(model: type[Any]) -> _Shape:
+    shape = _SHAPES.get(model)
+    if shape is None:
+        shape = _SHAPES[model] = _Shape(model)
+    return shape
+
+
+async def insert_row(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
+    """INSERTs one row (Python-side defaults filled in) and returns it as a persistent, unmodified object."""
+    shape = _shape(model)
+    attrs: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for key, column_key, make in shape.attrs:
+        if key in values:
+            value = values[key]
+        elif make is not None:
+            value = make()
+        else:
+            value = None
+        attrs[key] = params[column_key] = value
+    if shape.generated is not None:
+        attrs[shape.generated] = (await session.execute(shape.insert, params)).scalar_one()
+    else:
+        await session.execute(shape.insert, params)
+    # As the ORM builds a loaded object: straight into the instance's dict, no attribute events.
+    obj: T = shape.manager.new_instance()
+    instance_state(obj).dict.update(attrs)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+def columns_of(model: type[Any]) -> list[Any]:
+    """The model's table columns, in the order :func:`attach` reads them from a row."""
+    return [column for _key, column in _shape(model).columns]
+
+
+def attach(session: AsyncSession, model: type[T], row: Sequence[Any]) -> T:
+    """The session's object for a row selected with :func:`columns_of`, as an ORM query would give it.
+
+    An object the session already holds is returned as it is (attributes it has expired, after a
+    rolled-back savepoint, are filled from the row); otherwise a persistent, unmodified one is made.
+    """
+    shape = _shape(model)
+    values = {key: value for (key, _column), value in zip(shape.columns, row, strict=True)}
+    identity = shape.mapper.identity_key_from_primary_key([values[k] for k in shape.primary_key])
+    held = session.sync_session.identity_map.get(identity)
+    if held is not None:
+        unloaded = instance_state(held).unloaded
+        for key in unloaded & values.keys():
+            set_committed_value(held, key, values[key])
+        return cast(T, held)
+    obj: T = shape.manager.new_instance()
+    instance_state(obj).dict.update(values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+def set_committed(obj: object, values: Mapping[str, Any]) -> None:
+    """Records values just written by a Core UPDATE as the object's loaded state (no flush will repeat them)."""
+    for key, value in values.items():
+        set_committed_value(obj, key, value)

@@ -1,7 +1,7 @@
 """Per-process caches of configuration that every inbound event reads (rules, settings).
 
 Reading them from the database on every event cost more than handling the event
-itself. The staleness contract, recorded in docs/decisions (inbound-pipeline-config-cache):
+itself. The staleness contract, recorded in docs/decisions/0010-config-cache.md:
 
 * in the process that changes a setting, the change is seen at once: the admin
   service calls :meth:`ConfigCache.changed`, which drops the cache now and

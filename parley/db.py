@@ -156,18 +156,40 @@ def rollback_callbacks(session: AsyncSession) -> None:
 
 
 @asynccontextmanager
-async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
-    """A nested transaction whose :func:`on_commit` callbacks are dropped with it when it rolls back.
+async def savepoint(session: AsyncSession, *, keep: tuple[type, ...] = ()) -> AsyncIterator[None]:
+    """A nested transaction whose :func:`on_commit` callbacks and objects are dropped with it when it rolls back.
 
     (A bare ``begin_nested()`` would keep them, and announce rows that were never committed.)
     """
     mark = len(session.info.get(_ON_COMMIT, ()))
+    before = set(session.sync_session.identity_map.keys())
     try:
         async with session.begin_nested():
             yield
     except BaseException:
         del session.info.get(_ON_COMMIT, [])[mark:]
+        _forget_savepoint_objects(session, before, keep)
         raise
+
+
+def _forget_savepoint_objects(session: AsyncSession, before: set[Any], keep: tuple[type, ...]) -> None:
+    """Drops what a rolled-back savepoint loaded or created, and expires what it may have changed.
+
+    The ORM undoes only the changes it flushed itself; rows written with Core statements
+    (``parley.kit.rows``) keep their rolled-back values in the session's objects, and a
+    row id SQLite hands out again would otherwise find the old object. Objects of the
+    ``keep`` types (read, never written, inside the savepoint) stay loaded for the caller.
+    """
+    sync = session.sync_session
+    identity_map = sync.identity_map
+    for key in list(identity_map.keys()):
+        obj = identity_map.get(key)
+        if obj is None:
+            continue
+        if key not in before:
+            sync.expunge(obj)
+        elif not isinstance(obj, keep):
+            sync.expire(obj)
 
 
 @asynccontextmanager

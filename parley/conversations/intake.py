@@ -214,7 +214,7 @@ class Intake:
             self.accounts.forget(verified.id)
             return StaleAccount()
         try:
-            async with savepoint(session):
+            async with savepoint(session, keep=(ChannelAccount,)):
                 return await self.work(session, account, delivery)
         except Exception as exc:
             log.exception("intake.webhook_failed", account_id=str(account.id))

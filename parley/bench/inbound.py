@@ -54,12 +54,35 @@ class Result:
     server_cpu_s: float | None = None
 
 
+async def create_bench_account(session: Any, ctx: Any) -> Any:
+    """The benches' WeChat account in safe mode, whose credentials the load generators sign and encrypt with."""
+    from parley.channels.schemas import ChannelAccountCreate
+    from parley.channels.service import channel_account
+
+    return await channel_account.create(
+        session,
+        actor=None,
+        box=ctx.secret_box,
+        data=ChannelAccountCreate(
+            type="wechat",
+            name="Bench",
+            api_base_url="http://127.0.0.1:9",
+            credentials={
+                "app_id": APP_ID,
+                "app_secret": "benchsecret0123456789abcdef012345",
+                "token": TOKEN,
+                "encoding_aes_key": AES_KEY,
+                "encryption_mode": "safe",
+                "original_id": ORIGINAL_ID,
+            },
+        ),
+    )
+
+
 async def _setup(ws: Workspace) -> str:
     """Migrates the bench database, creates an agent and a WeChat account in safe mode; returns the account id."""
     from parley.auth import service as auth_service
     from parley.auth.schemas import UserCreate
-    from parley.channels.schemas import ChannelAccountCreate
-    from parley.channels.service import channel_account
     from parley.config import Environment, Settings
     from parley.context import build_context
     from parley.db import session_scope
@@ -78,24 +101,7 @@ async def _setup(ws: Workspace) -> str:
                 actor=None,
                 data=UserCreate(email=AGENT_EMAIL, name="Bench Agent", password=AGENT_PASSWORD, role="agent"),
             )
-            account = await channel_account.create(
-                session,
-                actor=None,
-                box=ctx.secret_box,
-                data=ChannelAccountCreate(
-                    type="wechat",
-                    name="Bench",
-                    api_base_url="http://127.0.0.1:9",
-                    credentials={
-                        "app_id": APP_ID,
-                        "app_secret": "benchsecret0123456789abcdef012345",
-                        "token": TOKEN,
-                        "encoding_aes_key": AES_KEY,
-                        "encryption_mode": "safe",
-                        "original_id": ORIGINAL_ID,
-                    },
-                ),
-            )
+            account = await create_bench_account(session, ctx)
             return str(account.id)
     finally:
         await ctx.close()

@@ -52,32 +52,14 @@ async def _configure(ctx: Any, *, keyword_rules: int) -> Any:
     """A WeChat account with the configuration an ordinary text meets: keyword rules, an entry rule, a queue."""
     from parley.automation import rules as automation_rules
     from parley.automation.schemas import RuleIn
-    from parley.channels.schemas import ChannelAccountCreate
-    from parley.channels.service import channel_account
+    from parley.bench.inbound import create_bench_account
     from parley.db import session_scope
     from parley.routing import admin as routing_admin
     from parley.routing.rules import RuleConditions
     from parley.routing.schemas import QueueWrite, RuleWrite
 
     async with session_scope(ctx.sessionmaker) as session:
-        account = await channel_account.create(
-            session,
-            actor=None,
-            box=ctx.secret_box,
-            data=ChannelAccountCreate(
-                type="wechat",
-                name="Bench",
-                api_base_url="http://127.0.0.1:9",
-                credentials={
-                    "app_id": APP_ID,
-                    "app_secret": "benchsecret0123456789abcdef012345",
-                    "token": "benchtoken",
-                    "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
-                    "encryption_mode": "safe",
-                    "original_id": "gh_bench00000001",
-                },
-            ),
-        )
+        account = await create_bench_account(session, ctx)
         for n in range(keyword_rules):
             await automation_rules.create_rule(
                 session,

@@ -34,7 +34,7 @@ from parley.automation.outbound import Responder
 from parley.channels.base import InboundEvent
 from parley.channels.ingest import Stored, store_events
 from parley.context import Context
-from parley.db import begin_write, commit, rollback_callbacks, savepoint, writing_in_this_task
+from parley.db import savepoint, session_scope, writing_in_this_task
 from parley.models import ChannelAccount
 
 log = structlog.get_logger()
@@ -164,17 +164,10 @@ class Intake:
     async def _commit_group(self, group: list[Delivery]) -> None:
         outcomes: dict[Delivery, Stored | BaseException] = {}
         try:
-            async with self.maker() as session:
-                await begin_write(session)
-                try:
-                    current = await self._current_accounts(session, group)
-                    for delivery in group:
-                        outcomes[delivery] = await self._one(session, current, delivery)
-                    await commit(session)
-                except BaseException:
-                    rollback_callbacks(session)
-                    await session.rollback()
-                    raise
+            async with session_scope(self.maker) as session:
+                current = await self._current_accounts(session, group)
+                for delivery in group:
+                    outcomes[delivery] = await self._one(session, current, delivery)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("intake.group_failed", webhooks=len(group))

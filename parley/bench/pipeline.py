@@ -115,6 +115,7 @@ async def _run(
     batch: int,
     keyword_rules: int,
     profile: Path | None,
+    statement_times: bool = False,
 ) -> dict[str, Any]:
     from parley.channels.ingest import store_events
     from parley.config import Environment, Settings
@@ -139,6 +140,19 @@ async def _run(
         statements += 1
 
     event.listen(ctx.engine.sync_engine, "before_cursor_execute", count)
+    spent: dict[str, list[float]] = {}
+    if statement_times:
+
+        def started(conn: Any, _cursor: Any, _statement: str, *_args: Any) -> None:
+            conn.info["bench.t0"] = time.perf_counter()
+
+        def finished(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            entry = spent.setdefault(" ".join(statement.split())[:160], [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - conn.info.pop("bench.t0", time.perf_counter())
+
+        event.listen(ctx.engine.sync_engine, "before_cursor_execute", started)
+        event.listen(ctx.engine.sync_engine, "after_cursor_execute", finished)
     profiler = cProfile.Profile() if profile else None
     try:
         account_id = await _configure(ctx, keyword_rules=keyword_rules)
@@ -181,6 +195,7 @@ async def _run(
 
         # Warm-up on customers of its own: imports, statement caches, compiled rules.
         await drive(_events(run, "warm", APP_ID, min(200, batch * 4), range(10**5, 10**5 + 50)), Phase())
+        spent.clear()
         if profiler:
             profiler = cProfile.Profile()
         first, later = Phase(), Phase()
@@ -201,6 +216,21 @@ async def _run(
             "new_customer": first.summary(),
             "known_customer": later.summary(),
             **total.summary(),
+            **(
+                {
+                    # Time inside the driver per statement (the database's own work, not SQLAlchemy's).
+                    "statements_by_time": [
+                        {
+                            "sql": sql,
+                            "count": int(n),
+                            "ms_per_event": round(t * 1000 / (total.events or 1), 3),
+                        }
+                        for sql, (n, t) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]
+                    ]
+                }
+                if statement_times
+                else {}
+            ),
         }
     finally:
         await ctx.close()
@@ -215,6 +245,9 @@ def bench_pipeline(
     profile: Annotated[
         Path | None, typer.Option(help="Write a cProfile of the measured processing here")
     ] = None,
+    statement_times: Annotated[
+        bool, typer.Option("--statement-times", help="Also list the statements that took the most time")
+    ] = False,
     database_url: Annotated[
         str | None, typer.Option(help="Use this (empty) database instead of a temporary SQLite file")
     ] = None,
@@ -230,6 +263,7 @@ def bench_pipeline(
                 batch=batch,
                 keyword_rules=keyword_rules,
                 profile=profile,
+                statement_times=statement_times,
             )
         )
     print(json.dumps(result))

@@ -89,6 +89,8 @@ class FlowRun(TimestampMixin, UUIDModel):
     __table_args__ = (
         Index("ix_automation_flow_runs_due", "status", "wake_at"),
         Index("ix_automation_flow_runs_conversation", "conversation_id", "status"),
+        # Every inbound message asks whether a flow waits for this contact's reply.
+        Index("ix_automation_flow_runs_contact", "contact_id", "status"),
     )
 
     flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("automation_flows.id", ondelete="CASCADE"))

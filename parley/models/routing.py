@@ -121,6 +121,9 @@ class QueueEntry(Base):
             sqlite_where=text("status = 'waiting'"),
             postgresql_where=text("status = 'waiting'"),
         ),
+        # "Is this conversation waiting?" is asked with the status as a parameter, which the partial
+        # index above cannot answer on SQLite: without this, each such lookup scans every entry ever made.
+        Index("ix_routing_queue_entries_conversation", "conversation_id", "status"),
         Index("ix_routing_queue_entries_queue_status", "queue_id", "status", "priority", "waiting_since"),
         Index("ix_routing_queue_entries_entered", "entered_at"),
     )

@@ -8,6 +8,7 @@ from parley.contacts.imports import tasks as contact_import_tasks
 from parley.contacts.sync import tasks as follower_sync_tasks
 from parley.conversations import tasks as conversation_tasks
 from parley.delivery import tasks as delivery_tasks
+from parley.ops import tasks as ops_tasks
 from parley.routing import tasks as routing_tasks
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "conversation_tasks",
     "delivery_tasks",
     "follower_sync_tasks",
+    "ops_tasks",
     "routing_tasks",
 ]

@@ -50,3 +50,30 @@ class TestSecrets:
 
     def test_default_database_is_sqlite_under_data_dir(self, tmp_path):
         assert Settings(data_dir=tmp_path).database_url == f"sqlite+aiosqlite:///{tmp_path}/parley.db"
+
+
+class TestSqliteOptimize:
+    async def test_the_hourly_job_gives_sqlite_planner_statistics_and_leaves_postgres_alone(
+        self, backend, database_url
+    ):
+        from sqlalchemy import text
+
+        from parley.db import create_engine, create_sessionmaker, session_scope
+        from parley.ops.tasks import sqlite_optimize
+
+        engine = create_engine(database_url)
+        try:
+            maker = create_sessionmaker(engine)
+            results = []
+            for _ in range(2):  # the first run analyses a new database, later ones refresh what went stale
+                async with session_scope(maker) as session:
+                    results.append(await sqlite_optimize(session))
+            if backend != "sqlite":
+                assert results == [{}, {}]
+                return
+            assert results == [{"analysed": "all tables"}, {}]
+            async with maker() as session:
+                analysed = await session.scalar(text("SELECT count(*) FROM sqlite_stat1"))
+            assert analysed and analysed > 0
+        finally:
+            await engine.dispose()

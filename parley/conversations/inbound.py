@@ -12,6 +12,7 @@ from parley.automation.inbound import react as automation_react
 from parley.automation.outbound import NO_PASSIVE, Responder
 from parley.context import Context
 from parley.conversations.pipeline import Outcome, process
+from parley.db import savepoint
 from parley.kit.types import utcnow
 from parley.models import ChannelAccount
 from parley.models import InboundEvent as InboundEventRow
@@ -41,7 +42,9 @@ async def process_rows(
     outcomes = []
     for row in rows:
         try:
-            async with session.begin_nested():
+            # Objects the failed attempt created are dropped and the ones it may have changed
+            # expired; the account and the row itself stay usable for recording the failure.
+            async with savepoint(session, keep=(ChannelAccount, InboundEventRow)):
                 outcome = await process(session, account=account, row=row)
         except Exception as exc:
             log.exception("inbound.process_failed", inbound_event_id=row.id)
@@ -68,7 +71,8 @@ async def _automate(
 ) -> bool:
     """Automatic answers (issue 8), in their own savepoint: a failing rule or flow never loses the message."""
     try:
-        async with session.begin_nested():
+        # keep=(object,): routing goes on with this message's objects when automation failed.
+        async with savepoint(session, keep=(object,)):
             return await automation_react(
                 session, ctx, account=account, row=row, outcome=outcome, responder=responder or NO_PASSIVE
             )
@@ -129,7 +133,7 @@ async def _route(
     if outcome.event is None:
         return
     try:
-        async with session.begin_nested():
+        async with savepoint(session, keep=(object,)):
             await route_inbound(session, ctx, account=account, event=outcome.event, outcome=outcome)
     except Exception:
         log.exception("inbound.routing_failed", inbound_event_id=row.id)

@@ -444,30 +444,13 @@ async def process(session: AsyncSession, *, account: ChannelAccount, row: Inboun
         return outcome
     event = outcome.event = InboundEvent.model_validate(row.normalized)
     now = utcnow()
-    try:
-        await _process(session, account, row, event, now, outcome)
-        done = {"status": "processed", "processed_at": now, "error": None}
-        await session.execute(_EVENT_DONE, {"_id": row.id, **done})
-        set_committed(row, done)
-    except BaseException:
-        # The caller's savepoint undoes the rows; the objects kept in step by hand must follow.
-        _forget(session, outcome)
-        raise
+    # Called inside a savepoint (parley.db.savepoint) that, if this fails, undoes the rows and
+    # drops or expires the objects kept in step with them by hand.
+    await _process(session, account, row, event, now, outcome)
+    done = {"status": "processed", "processed_at": now, "error": None}
+    await session.execute(_EVENT_DONE, {"_id": row.id, **done})
+    set_committed(row, done)
     return outcome
-
-
-def _forget(session: AsyncSession, outcome: Outcome) -> None:
-    for obj, new in (
-        (outcome.message, True),
-        (outcome.conversation, outcome.new_conversation),
-        (outcome.contact, outcome.new_contact),
-    ):
-        if obj is None or obj not in session:
-            continue
-        if new:
-            session.expunge(obj)
-        else:
-            session.expire(obj)
 
 
 async def _process(

@@ -316,6 +316,60 @@ class TestFailures:
         assert rows["good"].status == "processed"
         assert await count(session, Message) == 1
 
+    async def test_a_failing_automation_leaves_no_trace_and_the_next_message_goes_through(
+        self, session, monkeypatch
+    ):
+        from parley.conversations import inbound
+        from parley.db import on_commit
+        from parley.kit.rows import insert_row
+
+        recorder = Recorder()
+        account = await create_channel_account(session, external_id="wx-1")
+        announced: list[str] = []
+        original = inbound.automation_react
+
+        async def half_done_reply(session, ctx, *, account, row, outcome, responder):
+            if outcome.message.text != "boom":
+                return await original(
+                    session, ctx, account=account, row=row, outcome=outcome, responder=responder
+                )
+            # A reply written and announced, then the rule fails before it finishes.
+            await insert_row(
+                session,
+                Message,
+                {
+                    "account_id": account.id,
+                    "conversation_id": outcome.conversation.id,
+                    "contact_id": outcome.contact.id,
+                    "direction": "out",
+                    "type": "text",
+                    "peer_id": "a",
+                    "text": "half a reply",
+                    "content": {"text": "half a reply"},
+                    "status": "queued",
+                    "idempotency_key": "half-a-reply",
+                },
+            )
+
+            async def announce() -> None:
+                announced.append("half a reply")
+
+            on_commit(session, announce)
+            raise RuntimeError("rule failed half way")
+
+        monkeypatch.setattr(inbound, "automation_react", half_done_reply)
+        await deliver(
+            session,
+            recorder,
+            account,
+            [text("wx-1", Sender(id="a"), "boom", "1"), text("wx-1", Sender(id="a"), "still there?", "2")],
+        )
+        texts = sorted((await session.scalars(select(Message.text))).all())
+        assert texts == ["boom", "still there?"]
+        assert announced == []
+        statuses = (await session.scalars(select(InboundEventRow.status))).all()
+        assert list(statuses) == ["processed", "processed"]
+
 
 class TestNames:
     async def test_nameless_customers_get_a_name_agents_can_tell_apart(self, session):

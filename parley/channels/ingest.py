@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.channels.base import InboundEvent
+from parley.kit.rows import attach, columns_of
 from parley.models import ChannelAccount
 from parley.models import InboundEvent as InboundEventRow
 
@@ -21,23 +23,28 @@ class Stored:
     rows: list[InboundEventRow] = field(default_factory=list)
 
 
-def _insert(dialect_insert: Any, returning: Any) -> Any:
+_EVENTS: Table = InboundEventRow.__table__  # type: ignore[assignment]
+_COLUMNS = columns_of(InboundEventRow)
+
+
+def _insert(dialect_insert: Any, *returning: Any) -> Any:
+    # Core, not an ORM-enabled insert: the ORM's bulk path cost more than the statement itself.
     return (
-        dialect_insert(InboundEventRow)
+        dialect_insert(_EVENTS)
         .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
-        .returning(returning)
+        .returning(*returning)
     )
 
 
 _INSERTS = {
-    "postgresql": _insert(postgresql.insert, InboundEventRow.id),
-    "sqlite": _insert(sqlite.insert, InboundEventRow.id),
+    "postgresql": _insert(postgresql.insert, _EVENTS.c.id),
+    "sqlite": _insert(sqlite.insert, _EVENTS.c.id),
 }
-# The same insert returning the rows as ORM objects, for callers that process them next: one
-# statement instead of the insert and a select of what it inserted.
+# The same insert returning whole rows, made into session objects, for callers that process them
+# next: one statement instead of the insert and a select of what it inserted.
 _LOADING_INSERTS = {
-    "postgresql": _insert(postgresql.insert, InboundEventRow),
-    "sqlite": _insert(sqlite.insert, InboundEventRow),
+    "postgresql": _insert(postgresql.insert, *_COLUMNS),
+    "sqlite": _insert(sqlite.insert, *_COLUMNS),
 }
 
 
@@ -81,7 +88,8 @@ async def store_events(
     # Parameters passed separately (not .values(rows)) so the compiled statement is cached;
     # compiling it afresh cost more than the insert itself.
     if load:
-        loaded = sorted((await session.scalars(_LOADING_INSERTS[dialect], rows)).all(), key=lambda r: r.id)
+        result = await session.execute(_LOADING_INSERTS[dialect], rows)
+        loaded = sorted((attach(session, InboundEventRow, row) for row in result.all()), key=lambda r: r.id)
         return Stored([r.id for r in loaded], len(events) - len(loaded), loaded)
     new_ids = list((await session.scalars(_INSERTS[dialect], rows)).all())
     return Stored(new_ids=new_ids, duplicates=len(events) - len(new_ids))

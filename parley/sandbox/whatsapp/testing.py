@@ -161,3 +161,47 @@ class WebhookReceiver:
             return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
 
         return app
+
+
+@contextmanager
+def serve_receiver(*, app_secret: str, verify_token: str, phone_number_id: str) -> Iterator[WebhookReceiver]:
+    """A :class:`WebhookReceiver` on a real local port; its ``url`` is the webhook address to register."""
+    receiver = WebhookReceiver(
+        app_secret=app_secret, verify_token=verify_token, phone_number_id=phone_number_id
+    )
+    with serve(receiver.app()) as url:
+        receiver.url = url + "/webhook"
+        yield receiver
+
+
+async def seed_account(
+    client: httpx.AsyncClient,
+    receiver: WebhookReceiver,
+    *,
+    business_account_id: str,
+    phone_numbers: list[dict[str, str]],
+    access_token: str,
+    app_secret: str,
+    verify_token: str,
+    users: list[dict[str, Any]],
+    limits: dict[str, Any],
+) -> None:
+    """Empties the simulator and the receiver (secrets a test changed included) and creates one
+    business account sending its webhooks to ``receiver``."""
+    receiver.reset(app_secret=app_secret, verify_token=verify_token)
+    (await client.post("/_sandbox/reset")).raise_for_status()
+    response = await client.post(
+        "/_sandbox/accounts",
+        json={
+            "business_account_id": business_account_id,
+            "phone_numbers": phone_numbers,
+            "access_token": access_token,
+            "app_secret": app_secret,
+            "verify_token": verify_token,
+            "webhook_url": receiver.url,
+        },
+    )
+    response.raise_for_status()
+    (await client.post(f"/_sandbox/accounts/{business_account_id}/limits", json=limits)).raise_for_status()
+    for user in users:
+        (await client.post(f"/_sandbox/accounts/{business_account_id}/users", json=user)).raise_for_status()

@@ -11,7 +11,7 @@ import pytest
 from parley.channels.base import AccountContext
 from parley.channels.whatsapp.adapter import WhatsAppAdapter
 from parley.sandbox.whatsapp.app import create_app
-from parley.sandbox.whatsapp.testing import WebhookReceiver, serve
+from parley.sandbox.whatsapp.testing import WebhookReceiver, seed_account, serve, serve_receiver
 from tests.channels.whatsapp.whatsapp_support import (
     ANA,
     APP_SECRET,
@@ -34,47 +34,36 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, phone_number_id=NUMBER)
-    with serve(receiver.app()) as url:
-        receiver.url = url + "/webhook"
+    with serve_receiver(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, phone_number_id=NUMBER) as receiver:
         yield receiver
 
 
 @pytest.fixture
 async def sim(sandbox_url: str, receiver: WebhookReceiver) -> AsyncIterator[httpx.AsyncClient]:
     """The simulator's control API, reset, with one account (two numbers) and three users."""
-    receiver.reset(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as client:
-        (await client.post("/_sandbox/reset")).raise_for_status()
-        response = await client.post(
-            "/_sandbox/accounts",
-            json={
-                "business_account_id": WABA,
-                "phone_numbers": [
-                    {
-                        "phone_number_id": NUMBER,
-                        "display_phone_number": "15550783881",
-                        "verified_name": "Parley Shop",
-                    },
-                    {
-                        "phone_number_id": SECOND_NUMBER,
-                        "display_phone_number": "15550783882",
-                        "verified_name": "Parley Care",
-                    },
-                ],
-                "access_token": TOKEN,
-                "app_secret": APP_SECRET,
-                "verify_token": VERIFY_TOKEN,
-                "webhook_url": receiver.url,
-            },
+        await seed_account(
+            client,
+            receiver,
+            business_account_id=WABA,
+            phone_numbers=[
+                {
+                    "phone_number_id": NUMBER,
+                    "display_phone_number": "15550783881",
+                    "verified_name": "Parley Shop",
+                },
+                {
+                    "phone_number_id": SECOND_NUMBER,
+                    "display_phone_number": "15550783882",
+                    "verified_name": "Parley Care",
+                },
+            ],
+            access_token=TOKEN,
+            app_secret=APP_SECRET,
+            verify_token=VERIFY_TOKEN,
+            users=[ANA, BO, LEGACY],
+            limits={"webhook_retry_delays_s": [0, 0, 0], "status_delay_s": 0, "webhook_timeout_s": 5},
         )
-        response.raise_for_status()
-        await client.post(
-            f"/_sandbox/accounts/{WABA}/limits",
-            json={"webhook_retry_delays_s": [0, 0, 0], "status_delay_s": 0, "webhook_timeout_s": 5},
-        )
-        for user in (ANA, BO, LEGACY):
-            (await client.post(f"/_sandbox/accounts/{WABA}/users", json=user)).raise_for_status()
         yield client
         await client.post("/_sandbox/idle")
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from parley.contacts.fields import (
     STANDARD_FIELDS,
@@ -122,8 +122,11 @@ def guess_key(mapping: list[str]) -> str:
     return next((t for t in mapping if t.startswith(ATTR)), "")
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
+    """Which contact a value names. A tuple of strings because an import keeps one per row in
+    a dict for the whole file: hashing it is C, and the garbage collector stops tracking a tuple
+    of strings, where 100,000 dataclass instances were walked by every full collection."""
+
     kind: str
     scope: str
     value: str
@@ -225,6 +228,13 @@ class _Column:
     target: str
     kind: str  # standard | attribute | tags | identity
     coerce: Callable[[Any], Any]
+    name: str  # the standard field or the attribute key the value goes to
+    is_key: bool
+    also_identity: bool  # a phone, email, OpenID or UnionID that is not the key: attached as well
+    says_nothing: Any  # besides blanks, the value that sets nothing: "unknown" for gender
+
+
+_NOTHING = object()
 
 
 def _plan(spec: Spec) -> list[_Column]:
@@ -234,29 +244,34 @@ def _plan(spec: Spec) -> list[_Column]:
         if not target:
             continue
         header = spec.headers[index]
+        is_key = target == spec.key
         if target.startswith(ATTR):
-            plan.append(
-                _Column(
-                    index,
-                    header,
-                    target,
-                    "attribute",
-                    partial(coerce_attribute, spec.definitions[target[len(ATTR) :]]),
-                )
-            )
+            key = target[len(ATTR) :]
+            coerce = partial(coerce_attribute, spec.definitions[key])
+            plan.append(_Column(index, header, target, "attribute", coerce, key, is_key, False, _NOTHING))
         elif target == TAGS:
-            plan.append(_Column(index, header, target, "tags", parse_tag_names))
+            plan.append(_Column(index, header, target, "tags", parse_tag_names, "", False, False, _NOTHING))
         elif target in (OPENID, UNIONID):
-            plan.append(_Column(index, header, target, "identity", partial(coerce_identifier, target)))
+            coerce = partial(coerce_identifier, target)
+            plan.append(_Column(index, header, target, "identity", coerce, "", is_key, not is_key, _NOTHING))
         else:
-            plan.append(_Column(index, header, target, "standard", partial(coerce_standard, target)))
+            coerce = partial(coerce_standard, target)
+            also = not is_key and target in ("phone", "email")
+            # An "unknown" gender says nothing either.
+            nothing = "unknown" if target == "gender" else _NOTHING
+            plan.append(_Column(index, header, target, "standard", coerce, target, is_key, also, nothing))
     return plan
 
 
 def validate_row(spec: Spec, number: int, cells: list[Any]) -> Row | list[Rejection]:
     """The row's values, or one rejection per bad cell. Blank cells set nothing."""
+    # Called for every row of a file: the values go straight into the row's dicts (thrown
+    # away if a cell is rejected) rather than through a list sorted out afterwards.
     rejections: list[Rejection] = []
-    values: list[tuple[_Column, Any]] = []
+    standard: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    tags: list[str] = []
+    identities: list[Identity] = []
     key_value: Any = None
     width = len(cells)
     for column in spec.plan:
@@ -266,12 +281,20 @@ def validate_row(spec: Spec, number: int, cells: list[Any]) -> Row | list[Reject
         except FieldError as exc:
             rejections.append(Rejection(number, column.header, show(raw)[:500], exc.message[:500]))
             continue
-        # Blank cells leave the contact as it is; an "unknown" gender says nothing either.
-        if value is None or value == "" or value == [] or (column.target == "gender" and value == "unknown"):
+        # Blank cells leave the contact as it is.
+        if value is None or value == "" or value == [] or value == column.says_nothing:
             continue
-        values.append((column, value))
-        if column.target == spec.key:
+        if column.is_key:
             key_value = value
+        kind = column.kind
+        if kind == "standard":
+            standard[column.name] = value
+        elif kind == "attribute":
+            attributes[column.name] = value
+        elif kind == "tags":
+            tags = value
+        if column.also_identity:
+            identities.append(spec.identity(column.target, value))
     if not rejections and key_value is None:
         rejections.append(
             Rejection(
@@ -280,20 +303,9 @@ def validate_row(spec: Spec, number: int, cells: list[Any]) -> Row | list[Reject
         )
     if rejections:
         return rejections
-    row = Row(number=number, key=spec.identity(spec.key, _identity_text(key_value)))
-    for column, value in values:
-        target = column.target
-        if column.kind == "standard":
-            row.standard[target] = value
-            if target != spec.key and target in ("phone", "email"):
-                row.identities.append(spec.identity(target, value))
-        elif column.kind == "attribute":
-            row.attributes[target[len(ATTR) :]] = value
-        elif column.kind == "tags":
-            row.tags = value
-        elif target != spec.key:
-            row.identities.append(spec.identity(target, value))
-    return row
+    return Row(
+        number, spec.identity(spec.key, _identity_text(key_value)), standard, attributes, tags, identities
+    )
 
 
 def _identity_text(value: Any) -> str:

@@ -53,6 +53,7 @@ _NEW_CONTACT_DEFAULTS: dict[str, Any] = {
     **dict.fromkeys(("language", "city", "province", "country", "avatar_url"), ""),
     "gender": "unknown",
 }
+_ABSENT = object()
 _NEW_IDENTITY_COLUMNS = ("id", "contact_id", "account_id", "kind", "scope", "value")
 
 
@@ -103,14 +104,18 @@ async def _by_column(session: AsyncSession, key: str, values: list[str]) -> dict
     if not values or key not in ("phone", "email"):
         return {}
     column = Contact.phone if key == "phone" else func.lower(Contact.email)
+    # Merged contacts are skipped here rather than in the WHERE clause: given
+    # ``merged_into_id IS NULL`` SQLite's planner walks ix_contacts_merged_into_id, i.e.
+    # every live contact, once per batch, instead of probing the phone or email index.
     rows = await session.execute(
-        select(column, Contact.id)
-        .where(column.in_(values), Contact.merged_into_id.is_(None))
+        select(column, Contact.id, Contact.merged_into_id)
+        .where(column.in_(values))
         .order_by(Contact.created_at)
     )
     found: dict[str, uuid.UUID] = {}
-    for value, contact_id in rows.all():
-        found.setdefault(str(value), contact_id)
+    for value, contact_id, merged_into in rows.all():
+        if merged_into is None:
+            found.setdefault(str(value), contact_id)
     return found
 
 
@@ -142,13 +147,13 @@ async def upsert_rows(
             target[index] = found
 
     existing_ids = sorted(set(target.values()))
-    current: dict[uuid.UUID, dict[str, Any]] = {}
+    # contact → (attributes, {standard column: value}); plain rows, not mappings, as this runs
+    # for every row of a re-import.
+    current: dict[uuid.UUID, tuple[dict[str, Any], dict[str, Any]]] = {}
     if existing_ids:
         columns = [_CONTACTS.c.id, _CONTACTS.c.attributes, *(_CONTACTS.c[name] for name in _STANDARD_COLUMNS)]
-        for record in (
-            await session.execute(select(*columns).where(_CONTACTS.c.id.in_(existing_ids)))
-        ).mappings():
-            current[record["id"]] = dict(record)
+        for record in await session.execute(select(*columns).where(_CONTACTS.c.id.in_(existing_ids))):
+            current[record[0]] = (record[1] or {}, dict(zip(_STANDARD_COLUMNS, record[2:], strict=True)))
 
     others = [identity for row in rows for identity in row.identities]
     other_owners = await _owners(session, others)
@@ -219,12 +224,9 @@ async def upsert_rows(
             results.append(Result(row.number, Outcome.created, contact_id))
             continue
         claimed[contact_id] = row.number
-        before = current[contact_id]
-        after = {name: before[name] for name in _STANDARD_COLUMNS}
-        after.update(row.standard)
-        attributes = {**(before["attributes"] or {}), **row.attributes}
-        dirty = after != {name: before[name] for name in _STANDARD_COLUMNS} or attributes != (
-            before["attributes"] or {}
+        stored_attributes, stored = current[contact_id]
+        dirty = any(stored[name] != value for name, value in row.standard.items()) or any(
+            stored_attributes.get(name, _ABSENT) != value for name, value in row.attributes.items()
         )
         if row.key not in owners:
             dirty = attach(contact_id, row.key) or dirty
@@ -237,11 +239,12 @@ async def upsert_rows(
                 new_tags.append(pair)
                 dirty = True
         if dirty:
+            after = {**stored, **row.standard}
             changed.append(
                 {
                     **{f"v_{name}": value for name, value in after.items()},
                     "v_id": contact_id,
-                    "v_attributes": attributes,
+                    "v_attributes": {**stored_attributes, **row.attributes},
                     "v_updated_at": now,
                 }
             )

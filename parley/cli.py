@@ -96,6 +96,7 @@ def serve(
 def worker() -> None:
     """Run background work only (delivery, scheduled jobs)."""
     from parley.context import build_context
+    from parley.kit.gc_tuning import settle_heap
     from parley.worker import run_forever
 
     _setup_logging()
@@ -104,6 +105,8 @@ def worker() -> None:
 
     async def main() -> None:
         ctx = build_context(settings)
+        # Start-up is done: its objects need no more collecting (parley/kit/gc_tuning.py).
+        settle_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -27,6 +27,11 @@ def whatsapp(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 9102,
 ) -> None:
     """Simulate the WhatsApp Cloud API (Graph API, signed webhooks, phone page)."""
+    from parley.kit.gc_tuning import settle_heap
     from parley.sandbox.whatsapp.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_config=None, access_log=False)
+    app = create_app()
+    # The simulator keeps every send in its record: without this, each full collection walks the
+    # whole record again (parley/kit/gc_tuning.py).
+    settle_heap()
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

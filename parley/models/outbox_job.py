@@ -31,9 +31,12 @@ class OutboxJobStatus(StrEnum):
 class OutboxJob(Base):
     __tablename__ = "outbox_jobs"
     __table_args__ = (
-        # The claim query walks this: only pending rows, in (priority, due_at) order.
+        # The claim query walks this: only pending rows, in (priority, due_at) order. ``status`` leads
+        # although every row has the same one: otherwise SQLite answers the claim's ``status = ?`` from
+        # ix_outbox_jobs_status_account and sorts all pending rows for every batch.
         Index(
             "ix_outbox_jobs_claim",
+            "status",
             "priority",
             "due_at",
             sqlite_where=text("status = 'pending'"),

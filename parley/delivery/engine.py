@@ -441,13 +441,16 @@ class DeliveryEngine:
         retries: list[Retry] = []
         failures: list[Failure] = []
         quota_waits: list[tuple[_Send, ChannelQuotaExceededError]] = []
+        # Counted per account once per batch: a label lookup per message costs more than the count.
+        sent_per_account: dict[uuid.UUID, int] = defaultdict(int)
         for item, outcome in zip(sends, outcomes, strict=True):
             job = item.job
-            account = str(job.account_id)
             if isinstance(outcome, SendResult):
                 sent.append(Sent(job.id, job.message_id, outcome.platform_message_id))
-                metrics.SENT.labels(account).inc()
-            elif isinstance(outcome, ChannelQuotaExceededError):
+                sent_per_account[job.account_id] += 1
+                continue
+            account = str(job.account_id)
+            if isinstance(outcome, ChannelQuotaExceededError):
                 quota_waits.append((item, outcome))
             elif isinstance(outcome, ChannelRetriableError) or not isinstance(outcome, ChannelError):
                 # Anything unexpected (a bug, an unwrapped network error) is retried, never lost.
@@ -472,6 +475,8 @@ class DeliveryEngine:
                     Failure(job.id, job.message_id, OutboxJobStatus.failed, code, _reason(outcome))
                 )
                 metrics.FAILED.labels(account, code).inc()
+        for account_id, n in sent_per_account.items():
+            metrics.SENT.labels(str(account_id)).inc(n)
         async with session_scope(self.ctx.sessionmaker) as session:
             await outbox.finish_sent(session, sent, now=now)
             await outbox.reschedule(session, retries, token=token, now=now)

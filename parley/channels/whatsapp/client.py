@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
+from yarl import URL
 
 from parley.channels.base import ChannelPermanentError
 from parley.channels.whatsapp import errors
@@ -29,6 +31,15 @@ class MediaInfo:
     mime_type: str | None
     sha256: str | None
     file_size: int | None
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    # orjson: a tenth of the json module's time for a send body, on the delivery engine's hot path.
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        # What orjson refuses and json takes (integers beyond 64 bits in a template's parameters).
+        return json.dumps(payload).encode()
 
 
 class WhatsAppClient:
@@ -50,6 +61,8 @@ class WhatsAppClient:
         self._timeout = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._send_headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"}
+        # Parsed once per sending number: aiohttp takes a URL object as it is, a string it parses each time.
+        self._send_urls: dict[str, URL] = {}
         self._aio_timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(5.0, timeout_s))
 
     def use_session(self, session: aiohttp.ClientSession) -> None:
@@ -113,12 +126,16 @@ class WhatsAppClient:
         self, phone_number_id: str, payload: dict[str, Any], *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """POST /{phone_number_id}/messages; returns the response (``messages[0].id`` is the wamid)."""
-        url = self.url(phone_number_id, "messages")
         if self._session is not None:
+            url = self._send_urls.get(phone_number_id)
+            if url is None:
+                url = self._send_urls[phone_number_id] = URL(self.url(phone_number_id, "messages"))
             body = await self._send_via_session(self._session, url, payload, idempotency_key)
         else:
             headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
-            body = await self._json("POST", url, json_body=payload, headers=headers)
+            body = await self._json(
+                "POST", self.url(phone_number_id, "messages"), json_body=payload, headers=headers
+            )
         messages = body.get("messages")
         if not (
             isinstance(messages, list)
@@ -130,14 +147,14 @@ class WhatsAppClient:
         return body
 
     async def _send_via_session(
-        self, session: aiohttp.ClientSession, url: str, payload: dict[str, Any], idempotency_key: str | None
+        self, session: aiohttp.ClientSession, url: URL, payload: dict[str, Any], idempotency_key: str | None
     ) -> dict[str, Any]:
         headers = self._send_headers
         if idempotency_key:
             headers = {**headers, IDEMPOTENCY_HEADER: idempotency_key}
         try:
             async with session.post(
-                url, data=json.dumps(payload).encode(), headers=headers, timeout=self._aio_timeout
+                url, data=_encode(payload), headers=headers, timeout=self._aio_timeout
             ) as response:
                 status = response.status
                 content = await response.read()
@@ -146,7 +163,7 @@ class WhatsAppClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise errors.from_network(exc) from exc
         try:
-            body = json.loads(content)
+            body = orjson.loads(content)
         except ValueError as exc:
             raise ChannelPermanentError(
                 f"WhatsApp API answered {status} with a body that is not JSON",

@@ -69,6 +69,22 @@ class TestSend:
         assert sent["idempotency_key"] == sent["idempotency_header"] == "out-1"
         assert sent["duplicate"] is False
 
+    async def test_chinese_text_and_a_very_large_number_arrive_as_written(
+        self, sim: httpx.AsyncClient, adapter: WhatsAppAdapter
+    ) -> None:
+        await user_says(sim, ANA, text="你好")
+        await adapter.send(text(ANA["wa_id"], "您的订单已发货 🚚", "out-zh"))
+        # Beyond 64 bits: the fast encoder refuses it, the send must not.
+        body = {**BUTTONS, "body": {"text": "Ticket 2^70?"}, "x_ref": 2**70}
+        await adapter.send(
+            OutboundMessage(
+                to=ANA["wa_id"], type=OutboundType.interactive, interactive=body, idempotency_key="i-big"
+            )
+        )
+        zh, big = await record(sim)
+        assert zh["content"]["body"] == "您的订单已发货 🚚"
+        assert big["content"]["x_ref"] == 2**70
+
     async def test_bsuid_recipient(self, sim: httpx.AsyncClient, adapter: WhatsAppAdapter) -> None:
         await user_says(sim, BO, text="hi, I'm a username user")
         await adapter.send(text(BO["bsuid"], "Hi Bo", "out-bsuid"))

@@ -6,7 +6,7 @@ SQLite never chose ``(priority, due_at) WHERE status = 'pending'`` for the claim
 order in one index (0.1 ms).
 
 Revision ID: 3f6b2d8e9a41
-Revises: 5c1e0a9d2b7f
+Revises: 8e2f4b6c1a90
 Create Date: 2026-11-23 07:15:00.000000+00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "3f6b2d8e9a41"
-down_revision: str | None = "5c1e0a9d2b7f"
+down_revision: str | None = "8e2f4b6c1a90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

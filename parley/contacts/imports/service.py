@@ -328,6 +328,11 @@ def _spare_the_collector() -> Iterator[None]:
     Frozen objects are only left out of those passes; reference counting still frees
     them, and they are handed back to the collector when the import ends.
     """
+    if gc.get_freeze_count():
+        # The process froze its start-up heap already (``parley worker``, parley/kit/gc_tuning.py): that
+        # is what needs sparing, and unfreezing at the end would hand it back to every full pass.
+        yield
+        return
     gc.freeze()
     try:
         yield

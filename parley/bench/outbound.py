@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -132,6 +133,10 @@ def outbound(
                 procs=procs,
             )
         )
+    except BaseException:
+        # The database and the processes' logs are what tells why a run failed: kept, and named.
+        typer.echo(f"bench outbound failed; its database and logs are in {tmp}", err=True)
+        raise
     finally:
         for proc in [*procs, sim]:
             if proc.poll() is None:
@@ -140,6 +145,7 @@ def outbound(
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
     typer.echo(json.dumps(result))
 
 

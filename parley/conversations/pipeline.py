@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import structlog
 from sqlalchemy import Table, and_, bindparam, select, update
@@ -152,10 +152,20 @@ _CONTACT_ID = [c.key for c in _CONTACT_COLUMNS].index("id")
 _CONVERSATION_ID = [c.key for c in _CONVERSATION_COLUMNS].index("id")
 
 
-def _lookup_decoder(session: AsyncSession) -> Any:
-    """Turns a lookup row into ``(contact_id, Contact | None, Conversation | None, flow waiting, queued)``."""
+class _Found(NamedTuple):
+    """A known customer's lookup row, decoded (the first two as ``resolve_contact_row`` reads them)."""
 
-    def decode(row: Any) -> tuple[Any, ...]:
+    contact_id: uuid.UUID
+    contact: Contact | None
+    conversation: Conversation | None  # the active one on this account
+    flow_waiting: bool
+    queued: bool
+
+
+def _lookup_decoder(session: AsyncSession) -> Any:
+    """Turns a lookup row into a :class:`_Found`."""
+
+    def decode(row: Any) -> _Found:
         contact_part, conversation_part = row[_CONTACT_PART], row[_CONVERSATION_PART]
         contact = attach(session, Contact, contact_part) if contact_part[_CONTACT_ID] is not None else None
         conversation = (
@@ -163,7 +173,7 @@ def _lookup_decoder(session: AsyncSession) -> Any:
             if conversation_part[_CONVERSATION_ID] is not None
             else None
         )
-        return (row[0], contact, conversation, row[-2], row[-1])
+        return _Found(row[0], contact, conversation, bool(row[-2]), bool(row[-1]))
 
     return decode
 
@@ -249,7 +259,7 @@ async def _message(
     event: InboundEvent,
     contact: Contact,
     created: bool,
-    found: Any,
+    found: _Found | None,
     now: datetime,
     outcome: Outcome,
 ) -> None:
@@ -262,8 +272,8 @@ async def _message(
     activity = {"last_inbound_at": at, "last_message_at": at, "last_message_preview": preview(event)}
     conversation: Conversation | None = None
     opened, changes = True, dict[str, Any]()
-    if found is not None and found[2] is not None:
-        conversation, opened = found[2], False
+    if found is not None and found.conversation is not None:
+        conversation, opened = found.conversation, False
         if conversation.status in (ConversationStatus.snoozed, ConversationStatus.pending):
             changes = {"status": ConversationStatus.open, "snoozed_until": None}
     elif not created:
@@ -481,7 +491,7 @@ async def _process(
         if created:
             outcome.flow_waiting = False
         elif found is not None:
-            outcome.flow_waiting = bool(found[3])
+            outcome.flow_waiting = found.flow_waiting
         await _message(
             session,
             account=account,
@@ -495,8 +505,8 @@ async def _process(
         )
         if outcome.new_conversation:
             outcome.queued = False
-        elif found is not None and found[2] is not None:
-            outcome.queued = bool(found[4])
+        elif found is not None and found.conversation is not None:
+            outcome.queued = found.queued
     else:
         contact, created = await resolve_contact(session, account=account, sender=event.sender)
         outcome.contact, outcome.new_contact = contact, created

@@ -155,6 +155,22 @@ def rollback_callbacks(session: AsyncSession) -> None:
     session.info.pop(_ON_COMMIT, None)
 
 
+_SAVEPOINT_LISTS = "parley.savepoint_lists"
+
+
+def transaction_list(session: AsyncSession, key: str) -> list[Any]:
+    """A list kept in ``session.info`` under ``key`` for work written when the transaction commits.
+
+    A :func:`savepoint` that rolls back takes back what was appended to it inside the savepoint,
+    as it does for :func:`on_commit` callbacks.
+    """
+    found: list[Any] | None = session.info.get(key)
+    if found is None:
+        found = session.info[key] = []
+        session.info.setdefault(_SAVEPOINT_LISTS, set()).add(key)
+    return found
+
+
 @asynccontextmanager
 async def savepoint(session: AsyncSession, *, keep: tuple[type, ...] = ()) -> AsyncIterator[None]:
     """A nested transaction whose :func:`on_commit` callbacks and objects are dropped with it when it rolls back.
@@ -162,6 +178,7 @@ async def savepoint(session: AsyncSession, *, keep: tuple[type, ...] = ()) -> As
     (A bare ``begin_nested()`` would keep them, and announce rows that were never committed.)
     """
     mark = len(session.info.get(_ON_COMMIT, ()))
+    lists = {key: len(session.info.get(key, ())) for key in session.info.get(_SAVEPOINT_LISTS, ())}
     # States, not identity keys: a key hashes its UUIDs in Python, six times slower for a group's few
     # hundred objects, and this runs several times per webhook.
     before = set(session.sync_session.identity_map.all_states())
@@ -170,6 +187,8 @@ async def savepoint(session: AsyncSession, *, keep: tuple[type, ...] = ()) -> As
             yield
     except BaseException:
         del session.info.get(_ON_COMMIT, [])[mark:]
+        for key in session.info.get(_SAVEPOINT_LISTS, ()):
+            del session.info.get(key, [])[lists.get(key, 0) :]
         _forget_savepoint_objects(session, before, keep)
         raise
 

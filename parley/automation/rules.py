@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from parley.automation.matching import Keyword, Match, Matcher, MatchKind, normalize
 from parley.automation.schemas import Reply, RuleIn, Schedule, UnmatchedGroup
+from parley.db import transaction_list
 from parley.exceptions import NotFound
 from parley.kit.config_cache import ConfigCache
 from parley.kit.types import utcnow
@@ -220,14 +221,12 @@ async def record_unmatched(
     normalized = normalize(text)
     if not normalized:
         return
-    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        if not session.info.get(_LISTENING):
-            session.info[_LISTENING] = True
-            event.listen(session.sync_session, "before_commit", _write_unmatched)
-            event.listen(session.sync_session, "after_transaction_end", _drop_unmatched)
-    pending.append(
+    if not session.info.get(_LISTENING):
+        session.info[_LISTENING] = True
+        event.listen(session.sync_session, "before_commit", _write_unmatched)
+        event.listen(session.sync_session, "after_transaction_end", _drop_unmatched)
+    # A savepoint that rolls back takes its texts back with it (parley.db.transaction_list).
+    transaction_list(session, _PENDING).append(
         {
             "account_id": account_id,
             "contact_id": contact_id,

@@ -1,9 +1,12 @@
 """``parley bench pipeline``: the inbound pipeline's own CPU per event, in-process, without HTTP.
 
-Stores webhook-like WeChat text events for many customers, then runs them
-through :func:`parley.conversations.inbound.process_rows` (contact,
-conversation, message, lifecycle stage, automation, routing) in write
-transactions of ``--batch`` events, as the webhook and its group commit do.
+Runs webhook-like WeChat text events for many customers through the
+intake's batches (:func:`parley.conversations.batch.process_batch`: storing,
+contact, conversation, message, lifecycle stage, automation, routing), one
+payload per event and ``--batch`` of them per write transaction, as the
+webhooks' group commit does. ``--per-event`` instead stores them first and
+times :func:`parley.conversations.inbound.process_rows` alone, the path of the
+sweeper and of a batch that had to be redone event by event.
 It reports CPU milliseconds and SQL statements per event, separately for
 first messages (a new customer) and later ones (a known customer), because
 the two take different paths. CPU time hardly depends on what else the
@@ -116,12 +119,14 @@ async def _run(
     keyword_rules: int,
     profile: Path | None,
     statement_times: bool = False,
+    per_event: bool = False,
 ) -> dict[str, Any]:
     from parley.channels.ingest import store_events
     from parley.config import Environment, Settings
     from parley.context import build_context
+    from parley.conversations.batch import Payload, process_batch
     from parley.conversations.inbound import process_rows
-    from parley.db import session_scope
+    from parley.db import savepoint, session_scope
     from parley.migrate import upgrade_async
     from parley.models import ChannelAccount
     from parley.models import InboundEvent as InboundEventRow
@@ -158,8 +163,36 @@ async def _run(
         account_id = await _configure(ctx, keyword_rules=keyword_rules)
         run = uuid.uuid4().hex[:6]
 
+        async def drive_batched(events: list[Any], phase: Phase) -> None:
+            for start in range(0, len(events), batch):
+                chunk = events[start : start + batch]
+                t0, s0 = time.process_time(), statements
+                async with session_scope(ctx.sessionmaker) as session:
+                    account = await session.get(ChannelAccount, account_id)
+                    assert account is not None  # noqa: S101  (created above)
+                    outcomes: list[Any] = []
+                    p0 = time.process_time()
+                    if profiler:
+                        profiler.enable()
+                    # One payload per event, as webhooks bring them, in the intake's savepoint.
+                    async with savepoint(session, keep=(ChannelAccount,)):
+                        await process_batch(
+                            session, ctx, [Payload(account, [e], "", None) for e in chunk], outcomes
+                        )
+                    if profiler:
+                        profiler.disable()
+                    phase.process_cpu_s += time.process_time() - p0
+                    if len(outcomes) != len(chunk):
+                        raise RuntimeError(f"{len(chunk) - len(outcomes)} events were not processed")
+                phase.transaction_cpu_s += time.process_time() - t0
+                phase.statements += statements - s0
+                phase.events += len(chunk)
+
         async def drive(events: list[Any], phase: Phase) -> None:
             nonlocal statements
+            if not per_event:
+                await drive_batched(events, phase)
+                return
             for start in range(0, len(events), batch):
                 chunk = events[start : start + batch]
                 async with session_scope(ctx.sessionmaker) as session:
@@ -211,6 +244,7 @@ async def _run(
         )
         return {
             "backend": ctx.engine.dialect.name,
+            "path": "per_event" if per_event else "batched",
             "batch": batch,
             "keyword_rules": keyword_rules,
             "new_customer": first.summary(),
@@ -248,6 +282,13 @@ def bench_pipeline(
     statement_times: Annotated[
         bool, typer.Option("--statement-times", help="Also list the statements that took the most time")
     ] = False,
+    per_event: Annotated[
+        bool,
+        typer.Option(
+            "--per-event",
+            help="Each event through process_rows (the sweeper's and the fallback's path), not the intake's batches",
+        ),
+    ] = False,
     database_url: Annotated[
         str | None, typer.Option(help="Use this (empty) database instead of a temporary SQLite file")
     ] = None,
@@ -264,6 +305,7 @@ def bench_pipeline(
                 keyword_rules=keyword_rules,
                 profile=profile,
                 statement_times=statement_times,
+                per_event=per_event,
             )
         )
     print(json.dumps(result))

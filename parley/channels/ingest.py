@@ -93,3 +93,57 @@ async def store_events(
         return Stored([r.id for r in loaded], len(events) - len(loaded), loaded)
     new_ids = list((await session.scalars(_INSERTS[dialect], rows)).all())
     return Stored(new_ids=new_ids, duplicates=len(events) - len(new_ids))
+
+
+# Many payloads' events in one statement (the group committer's batches): each new row is told
+# apart by its account and dedupe key, since RETURNING's order is not the VALUES' order.
+_KEYED_INSERTS = {
+    "postgresql": _insert(postgresql.insert, _EVENTS.c.id, _EVENTS.c.account_id, _EVENTS.c.dedupe_key),
+    "sqlite": _insert(sqlite.insert, _EVENTS.c.id, _EVENTS.c.account_id, _EVENTS.c.dedupe_key),
+}
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event stored just now by :func:`store_payloads`, with what processing it needs."""
+
+    id: int
+    account: ChannelAccount
+    event: InboundEvent
+    normalized: dict[str, Any]
+    payload: int  # the index of the payload it came in
+
+
+async def store_payloads(
+    session: AsyncSession, payloads: list[tuple[ChannelAccount, list[InboundEvent], str]]
+) -> tuple[list[Stored], list[NewEvent]]:
+    """:func:`store_events` for many payloads in one statement; also returns the new events in id order.
+
+    A key repeated across payloads (a platform retry in the same group) is stored once, for the
+    first payload that carried it; the later ones count it as a duplicate.
+    """
+    rows: list[dict[str, Any]] = []
+    carried: list[tuple[int, ChannelAccount, InboundEvent]] = []
+    seen: set[tuple[Any, str]] = set()
+    for index, (account, events, raw) in enumerate(payloads):
+        for event in events:
+            if (account.id, event.dedupe_key) in seen:
+                continue
+            seen.add((account.id, event.dedupe_key))
+            rows.append(_row(account, event, raw))
+            carried.append((index, account, event))
+    assigned: dict[tuple[Any, str], int] = {}
+    if rows:
+        result = await session.execute(_KEYED_INSERTS[session.get_bind().dialect.name], rows)
+        assigned = {(account_id, key): event_id for event_id, account_id, key in result.all()}
+    new: list[NewEvent] = []
+    for (index, account, event), row in zip(carried, rows, strict=True):
+        event_id = assigned.get((account.id, event.dedupe_key))
+        if event_id is not None:
+            new.append(NewEvent(event_id, account, event, row["normalized"], index))
+    new.sort(key=lambda n: n.id)
+    stored = []
+    for index, (_account, events, _raw) in enumerate(payloads):
+        ids = [n.id for n in new if n.payload == index]
+        stored.append(Stored(ids, len(events) - len(ids)))
+    return stored, new

@@ -71,6 +71,32 @@ def normalise_phone(phone: str) -> str:
     return f"+{digits}" if digits else phone
 
 
+def new_contact_values(account: ChannelAccount, sender: Sender) -> dict[str, Any]:
+    """The row of the contact a sender becomes on first contact."""
+    return {
+        "id": uuid.uuid4(),
+        "display_name": sender.display_name
+        or sender.username
+        or sender.phone
+        or placeholder_name(account, sender),
+        "phone": normalise_phone(sender.phone) if sender.phone else None,
+        "attributes": {},
+    }
+
+
+def identity_values(contact_id: uuid.UUID, account: ChannelAccount, key: Key) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "contact_id": contact_id,
+        "account_id": account.id if key.scope else None,
+        "kind": key.kind,
+        "scope": key.scope,
+        "value": key.value,
+        "verified": key.verified,
+        "created_at": utcnow(),
+    }
+
+
 async def find_identity(session: AsyncSession, key: Key) -> ContactIdentity | None:
     return await session.scalar(
         select(ContactIdentity).where(
@@ -118,6 +144,13 @@ _IDENTITY_INSERTS = {
     "postgresql": _identity_insert(postgresql.insert),
     "sqlite": _identity_insert(sqlite.insert),
 }
+# Many identities at once (parley/conversations/batch.py): what was added, told by its key.
+IDENTITY_BATCH_INSERTS = {
+    name: stmt.returning(
+        ContactIdentity.__table__.c.kind, ContactIdentity.__table__.c.scope, ContactIdentity.__table__.c.value
+    )
+    for name, stmt in _IDENTITY_INSERTS.items()
+}
 
 
 async def _insert_identity(
@@ -129,19 +162,7 @@ async def _insert_identity(
     the same identity loses quietly in one statement instead of three.
     """
     stmt = _IDENTITY_INSERTS[session.get_bind().dialect.name]
-    added = await session.scalar(
-        stmt,
-        {
-            "id": uuid.uuid4(),
-            "contact_id": contact.id,
-            "account_id": account.id if key.scope else None,
-            "kind": key.kind,
-            "scope": key.scope,
-            "value": key.value,
-            "verified": key.verified,
-            "created_at": utcnow(),
-        },
-    )
+    added = await session.scalar(stmt, identity_values(contact.id, account, key))
     return added is not None
 
 
@@ -194,19 +215,7 @@ async def resolve_contact_row(
                 break
     created = contact is None
     if contact is None:
-        contact = await insert_row(
-            session,
-            Contact,
-            {
-                "id": uuid.uuid4(),
-                "display_name": sender.display_name
-                or sender.username
-                or sender.phone
-                or placeholder_name(account, sender),
-                "phone": normalise_phone(sender.phone) if sender.phone else None,
-                "attributes": {},
-            },
-        )
+        contact = await insert_row(session, Contact, new_contact_values(account, sender))
     else:
         if sender.display_name and not contact.display_name:
             contact.display_name = sender.display_name

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -32,8 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from parley.automation.outbound import Responder
 from parley.channels.base import InboundEvent
-from parley.channels.ingest import Stored, store_events
+from parley.channels.ingest import Stored, store_events, store_payloads
 from parley.context import Context
+from parley.conversations.batch import NotBatchable, Payload, batchable, process_batch, senders
 from parley.db import savepoint, session_scope, writing_in_this_task
 from parley.models import ChannelAccount
 
@@ -70,6 +71,9 @@ class Delivery:
 
 # The work for one webhook inside its savepoint; ``account`` is the row as loaded in the group's session.
 Work = Callable[[AsyncSession, ChannelAccount, Delivery], Awaitable[Stored]]
+# The same work for a batch of webhooks at once (parley/conversations/batch.py), one Stored per payload.
+# It runs in one savepoint; when it raises, the batch is rolled back and done webhook by webhook.
+Batch = Callable[[AsyncSession, Sequence[Payload]], Awaitable[list[Stored]]]
 
 
 class AccountCache:
@@ -109,10 +113,16 @@ class Intake:
     """This process's group committer for one kind of per-webhook work."""
 
     def __init__(
-        self, maker: async_sessionmaker[AsyncSession], work: Work, *, max_batch: int = MAX_BATCH
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        work: Work,
+        *,
+        batch: Batch | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.maker = maker
         self.work = work
+        self.batch = batch
         self.max_batch = max_batch
         self.accounts = AccountCache(maker)
         self._queue: list[Delivery] = []
@@ -166,8 +176,20 @@ class Intake:
         try:
             async with session_scope(self.maker) as session:
                 current = await self._current_accounts(session, group)
+                ready: list[tuple[Delivery, ChannelAccount]] = []
                 for delivery in group:
-                    outcomes[delivery] = await self._one(session, current, delivery)
+                    account, refused = self._check(current, delivery)
+                    if account is None:
+                        outcomes[delivery] = refused
+                    else:
+                        ready.append((delivery, account))
+                for batched, run in self._runs(ready):
+                    done = await self._batch(session, run) if batched else None
+                    if done is not None:
+                        outcomes.update(done)
+                        continue
+                    for delivery, account in run:
+                        outcomes[delivery] = await self._one(session, account, delivery)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("intake.group_failed", webhooks=len(group))
@@ -195,27 +217,82 @@ class Intake:
         rows = (await session.scalars(select(ChannelAccount).where(ChannelAccount.id.in_(ids)))).all()
         return {row.id: row for row in rows}
 
-    async def _one(
-        self, session: AsyncSession, current: dict[uuid.UUID, ChannelAccount], delivery: Delivery
-    ) -> Stored | BaseException:
+    def _check(
+        self, current: dict[uuid.UUID, ChannelAccount], delivery: Delivery
+    ) -> tuple[ChannelAccount | None, BaseException]:
+        """The account as the group's transaction reads it, or why the webhook is refused."""
         verified = delivery.account
         account = current.get(verified.id)
         if account is None or not account.is_active or account.type != verified.type:
             self.accounts.forget(verified.id)
-            return AccountGone()
+            return None, AccountGone()
         if account.updated_at != verified.updated_at:
             self.accounts.forget(verified.id)
-            return StaleAccount()
+            return None, StaleAccount()
+        return account, _NOTHING
+
+    def _runs(
+        self, ready: list[tuple[Delivery, ChannelAccount]]
+    ) -> Iterator[tuple[bool, list[tuple[Delivery, ChannelAccount]]]]:
+        """The group in order, as batches (no sender twice in one) and single webhooks that can't be batched."""
+        run: list[tuple[Delivery, ChannelAccount]] = []
+        seen: set[tuple[uuid.UUID, str]] = set()
+        for delivery, account in ready:
+            if self.batch is None or not batchable(delivery.events):
+                if run:
+                    yield True, run
+                    run, seen = [], set()
+                yield False, [(delivery, account)]
+                continue
+            theirs = senders(account.id, delivery.events)
+            if theirs & seen:
+                yield True, run
+                run, seen = [], set()
+            run.append((delivery, account))
+            seen |= theirs
+        if run:
+            yield True, run
+
+    async def _batch(
+        self, session: AsyncSession, run: list[tuple[Delivery, ChannelAccount]]
+    ) -> dict[Delivery, Stored | BaseException] | None:
+        """The run's webhooks done set-wise; None when they must go one by one (all of it rolled back)."""
+        assert self.batch is not None  # noqa: S101  (only batched runs come here)
+        payloads = [Payload(account, d.events, d.raw, d.responder) for d, account in run]
+        try:
+            async with savepoint(session, keep=(ChannelAccount,)):
+                stored = await self.batch(session, payloads)
+        except Exception as exc:
+            for delivery, _account in run:
+                _forget_reply(delivery)
+            if isinstance(exc, NotBatchable):
+                log.info("intake.batch_per_event", reason=str(exc), webhooks=len(run))
+            else:
+                # The per-event path isolates whichever webhook or step this was.
+                log.warning("intake.batch_failed", webhooks=len(run), exc_info=True)
+            return None
+        return {delivery: result for (delivery, _account), result in zip(run, stored, strict=True)}
+
+    async def _one(
+        self, session: AsyncSession, account: ChannelAccount, delivery: Delivery
+    ) -> Stored | BaseException:
         try:
             async with savepoint(session, keep=(ChannelAccount,)):
                 return await self.work(session, account, delivery)
         except Exception as exc:
             log.exception("intake.webhook_failed", account_id=str(account.id))
-            if delivery.responder is not None:
-                # The passive reply was written in the savepoint just rolled back.
-                delivery.responder.message = None
-                delivery.responder.sent.clear()
+            # The passive reply was written in the savepoint just rolled back.
+            _forget_reply(delivery)
             return exc
+
+
+_NOTHING = Exception()
+
+
+def _forget_reply(delivery: Delivery) -> None:
+    if delivery.responder is not None:
+        delivery.responder.message = None
+        delivery.responder.sent.clear()
 
 
 def store_only(session: AsyncSession, account: ChannelAccount, delivery: Delivery) -> Awaitable[Stored]:
@@ -238,11 +315,30 @@ def pipeline(ctx: Context) -> Work:
     return work
 
 
+def store_only_batch(session: AsyncSession, payloads: Sequence[Payload]) -> Awaitable[list[Stored]]:
+    """:func:`store_only` for a batch: one INSERT for all the payloads' events."""
+
+    async def store() -> list[Stored]:
+        stored, _new = await store_payloads(session, [(p.account, p.events, p.raw) for p in payloads])
+        return stored
+
+    return store()
+
+
+def batch_pipeline(ctx: Context) -> Batch:
+    """The real work for a batch of webhooks carrying customer messages (parley/conversations/batch.py)."""
+
+    def batch(session: AsyncSession, payloads: Sequence[Payload]) -> Awaitable[list[Stored]]:
+        return process_batch(session, ctx, payloads)
+
+    return batch
+
+
 def intake_of(ctx: Context) -> Intake:
     """This process's intake for webhooks (created on first use, drained when the context closes)."""
     found: Intake | None = ctx.extras.get(_KEY)
     if found is None:
-        found = Intake(ctx.sessionmaker, pipeline(ctx))
+        found = Intake(ctx.sessionmaker, pipeline(ctx), batch=batch_pipeline(ctx))
         ctx.extras[_KEY] = found
         ctx.on_close.append(found.close)
     return found

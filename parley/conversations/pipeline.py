@@ -108,43 +108,52 @@ _EVENTS = cast(Table, InboundEventRow.__table__)
 _CONTACT_COLUMNS = columns_of(Contact)
 _CONVERSATION_COLUMNS = columns_of(Conversation)
 
+
 # A known customer's message, in one statement: the identity, its contact, the contact's active
 # conversation on the account, and two facts automation and routing would otherwise each look up
 # (a flow waiting for this contact's reply; the conversation waiting in a queue). Plain columns,
 # not ORM entities: the objects are attached by hand (parley/kit/rows.py) for a fraction of the
 # ORM's row-loading cost.
-_MESSAGE_LOOKUP = (
-    select(
-        _IDENTITIES.c.contact_id,
-        *_CONTACT_COLUMNS,
-        *_CONVERSATION_COLUMNS,
-        select(_RUNS.c.id)
-        .where(
-            _RUNS.c.contact_id == _CONTACTS.c.id,
-            _RUNS.c.account_id == bindparam("account_id"),
-            _RUNS.c.status == RunStatus.waiting_reply,
-            _RUNS.c.dry_run.is_(False),
+def _message_lookup(*identity: Any, leading: tuple[Any, ...] = ()) -> Any:
+    return (
+        select(
+            *leading,
+            _IDENTITIES.c.contact_id,
+            *_CONTACT_COLUMNS,
+            *_CONVERSATION_COLUMNS,
+            select(_RUNS.c.id)
+            .where(
+                _RUNS.c.contact_id == _CONTACTS.c.id,
+                _RUNS.c.account_id == bindparam("account_id"),
+                _RUNS.c.status == RunStatus.waiting_reply,
+                _RUNS.c.dry_run.is_(False),
+            )
+            .exists(),
+            select(_ENTRIES.c.id)
+            .where(
+                _ENTRIES.c.conversation_id == _CONVERSATIONS.c.id, _ENTRIES.c.status == EntryStatus.waiting
+            )
+            .exists(),
         )
-        .exists(),
-        select(_ENTRIES.c.id)
-        .where(_ENTRIES.c.conversation_id == _CONVERSATIONS.c.id, _ENTRIES.c.status == EntryStatus.waiting)
-        .exists(),
-    )
-    .select_from(
-        _IDENTITIES.outerjoin(_CONTACTS, _CONTACTS.c.id == _IDENTITIES.c.contact_id).outerjoin(
-            _CONVERSATIONS,
-            and_(
-                _CONVERSATIONS.c.contact_id == _CONTACTS.c.id,
-                _CONVERSATIONS.c.account_id == bindparam("account_id"),
-                _CONVERSATIONS.c.status != ConversationStatus.resolved,
-            ),
+        .select_from(
+            _IDENTITIES.outerjoin(_CONTACTS, _CONTACTS.c.id == _IDENTITIES.c.contact_id).outerjoin(
+                _CONVERSATIONS,
+                and_(
+                    _CONVERSATIONS.c.contact_id == _CONTACTS.c.id,
+                    _CONVERSATIONS.c.account_id == bindparam("account_id"),
+                    _CONVERSATIONS.c.status != ConversationStatus.resolved,
+                ),
+            )
         )
+        .where(_IDENTITIES.c.kind == bindparam("kind"), _IDENTITIES.c.scope == bindparam("scope"), *identity)
     )
-    .where(
-        _IDENTITIES.c.kind == bindparam("kind"),
-        _IDENTITIES.c.scope == bindparam("scope"),
-        _IDENTITIES.c.value == bindparam("value"),
-    )
+
+
+_MESSAGE_LOOKUP = _message_lookup(_IDENTITIES.c.value == bindparam("value"))
+# The same for many senders at once (parley/conversations/batch.py): the identity's value comes
+# first, so each row can be told apart, and the rest decodes as above.
+BATCH_LOOKUP = _message_lookup(
+    _IDENTITIES.c.value.in_(bindparam("values", expanding=True)), leading=(_IDENTITIES.c.value,)
 )
 _CONTACT_PART = slice(1, 1 + len(_CONTACT_COLUMNS))
 _CONVERSATION_PART = slice(_CONTACT_PART.stop, _CONTACT_PART.stop + len(_CONVERSATION_COLUMNS))
@@ -290,25 +299,7 @@ async def _message(
         await session.execute(_CONVERSATION_INBOUND, {"_id": conversation.id, **changes})
         set_committed(conversation, {**changes, "unread_count": conversation.unread_count + 1})
     message = await insert_row(
-        session,
-        Message,
-        {
-            "account_id": account.id,
-            "conversation_id": conversation.id,
-            "contact_id": contact.id,
-            "direction": Direction.inbound,
-            "kind": "message",
-            "type": event.type,
-            "peer_id": event.sender.id,
-            "text": event.text or event.recognition,
-            "content": row.normalized,
-            "status": MessageStatus.received,
-            "priority": 0,
-            "idempotency_key": f"in:{row.id}",
-            "platform_message_id": event.platform_message_id,
-            "inbound_event_id": row.id,
-            "created_at": at,
-        },
+        session, Message, message_values(account, row.id, row.normalized, event, conversation, contact)
     )
     # The stage follows from the new timestamp (the periodic job covers the passing of time).
     set_committed(contact, {"last_inbound_at": at})
@@ -319,24 +310,53 @@ async def _message(
     }
     await session.execute(_CONTACT_INBOUND, {"_id": contact.id, **contact_changes})
     set_committed(contact, {**contact_changes, "inbound_count": contact.inbound_count + 1})
+    announce_message(outcome, message, conversation, contact, opened=opened)
+
+
+def announce_message(
+    outcome: Outcome, message: Message, conversation: Conversation, contact: Contact, *, opened: bool
+) -> None:
+    """Records the message and its conversation in the outcome, with the realtime events they make."""
     outcome.message, outcome.conversation = message, conversation
     summary = conversation_summary(conversation, contact)
     if opened:
-        outcome.events.append(
-            {
-                "type": "conversation.opened",
-                "conversation": summary,
-                "audience": {"permission": "conversations.read"},
-            }
-        )
+        outcome.events.append({"type": "conversation.opened", "conversation": summary, "audience": AUDIENCE})
     outcome.events.append(
         {
             "type": "message.created",
             "message": message_summary(message),
             "conversation": summary,
-            "audience": {"permission": "conversations.read"},
+            "audience": AUDIENCE,
         }
     )
+
+
+def message_values(
+    account: ChannelAccount,
+    event_id: int,
+    normalized: dict[str, Any],
+    event: InboundEvent,
+    conversation: Conversation,
+    contact: Contact,
+) -> dict[str, Any]:
+    """The row of the message an inbound event (stored under ``event_id``) becomes."""
+    return {
+        "account_id": account.id,
+        "conversation_id": conversation.id,
+        "contact_id": contact.id,
+        "direction": Direction.inbound,
+        "kind": "message",
+        "type": event.type,
+        "peer_id": event.sender.id,
+        "text": event.text or event.recognition,
+        "content": normalized,
+        "status": MessageStatus.received,
+        "priority": 0,
+        "idempotency_key": f"in:{event_id}",
+        "platform_message_id": event.platform_message_id,
+        "inbound_event_id": event_id,
+        "created_at": event.occurred_at,
+    }
 
 
 def conversation_summary(conversation: Conversation, contact: Contact | None = None) -> dict[str, Any]:
@@ -522,10 +542,14 @@ async def _process(
         # Stage rules react to the event at once; the periodic job covers the passing of time.
         await refresh_stage(session, contact)
     if created:
-        outcome.events.append(
-            {
-                "type": "contact.created",
-                "contact_id": str(contact.id),
-                "audience": {"permission": "contacts.read"},
-            }
-        )
+        announce_contact(outcome, contact)
+
+
+def announce_contact(outcome: Outcome, contact: Contact) -> None:
+    outcome.events.append(
+        {
+            "type": "contact.created",
+            "contact_id": str(contact.id),
+            "audience": {"permission": "contacts.read"},
+        }
+    )

@@ -68,25 +68,13 @@ def _shape(model: type[Any]) -> _Shape:
 async def insert_row(session: AsyncSession, model: type[T], values: Mapping[str, Any]) -> T:
     """INSERTs one row (Python-side defaults filled in) and returns it as a persistent, unmodified object."""
     shape = _shape(model)
-    attrs: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    for key, column_key, make in shape.attrs:
-        if key in values:
-            value = values[key]
-        elif make is not None:
-            value = make()
-        else:
-            value = None
-        attrs[key] = params[column_key] = value
+    attrs, params = _row_values(shape, values)
     if shape.generated is not None:
         attrs[shape.generated] = (await session.execute(shape.insert, params)).scalar_one()
     else:
         await session.execute(shape.insert, params)
     # As the ORM builds a loaded object: straight into the instance's dict, no attribute events.
-    obj: T = shape.manager.new_instance()
-    instance_state(obj).dict.update(attrs)
-    make_transient_to_detached(obj)
-    session.add(obj)
+    obj: T = _adopt(session, shape, attrs)
     return obj
 
 
@@ -121,3 +109,57 @@ def set_committed(obj: object, values: Mapping[str, Any]) -> None:
     """Records values just written by a Core UPDATE as the object's loaded state (no flush will repeat them)."""
     for key, value in values.items():
         set_committed_value(obj, key, value)
+
+
+def _row_values(shape: _Shape, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    attrs: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for key, column_key, make in shape.attrs:
+        if key in values:
+            value = values[key]
+        elif make is not None:
+            value = make()
+        else:
+            value = None
+        attrs[key] = params[column_key] = value
+    return attrs, params
+
+
+def _adopt(session: AsyncSession, shape: _Shape, attrs: dict[str, Any]) -> Any:
+    obj = shape.manager.new_instance()
+    instance_state(obj).dict.update(attrs)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+_RETURNING: dict[tuple[type[Any], str], Any] = {}
+
+
+async def insert_rows(
+    session: AsyncSession, model: type[T], rows: Sequence[Mapping[str, Any]], *, matched_by: str | None = None
+) -> list[T]:
+    """:func:`insert_row` for many rows in one executemany; the objects come back in the order given.
+
+    A model whose key the database assigns needs ``matched_by``, a unique column given in every row,
+    to tell which assigned key belongs to which row (RETURNING's order is not the VALUES' order).
+    """
+    if not rows:
+        return []
+    shape = _shape(model)
+    made = [_row_values(shape, values) for values in rows]
+    if shape.generated is None:
+        await session.execute(shape.insert, [params for _attrs, params in made])
+    else:
+        if matched_by is None:
+            raise ValueError(f"{model.__name__} has a database-assigned key: say which column matches rows")
+        stmt = _RETURNING.get((model, matched_by))
+        if stmt is None:
+            stmt = _RETURNING[(model, matched_by)] = insert(shape.table).returning(
+                shape.table.c[shape.generated], shape.table.c[matched_by]
+            )
+        result = await session.execute(stmt, [params for _attrs, params in made])
+        assigned = {match: key for key, match in result.all()}
+        for attrs, _params in made:
+            attrs[shape.generated] = assigned[attrs[matched_by]]
+    return [cast(T, _adopt(session, shape, attrs)) for attrs, _params in made]

@@ -28,15 +28,28 @@ class Gate:
         self.sessions: list[Any] = []
         self.fail: set[str] = set()
         self.fail_commit: set[str] = set()
+        self.real_batch = intake.batch
+        self.batches: list[int] = []
         intake.work = self.work
+        intake.batch = self.batch
 
     async def work(self, session: Any, account: ChannelAccount, delivery: Delivery) -> Any:
-        self.sessions.append(session)
         texts = {e.text for e in delivery.events}
+        return await self._around(session, texts, self.real(session, account, delivery))
+
+    async def batch(self, session: Any, payloads: Any) -> Any:
+        """A whole batch: a failure injected for one of its webhooks sends all of them the per-event way."""
+        assert self.real_batch is not None
+        self.batches.append(len(payloads))
+        texts = {e.text for p in payloads for e in p.events}
+        return await self._around(session, texts, self.real_batch(session, payloads))
+
+    async def _around(self, session: Any, texts: set[str | None], real: Any) -> Any:
+        self.sessions.append(session)
         if "gate" in texts:
             self.entered.set()
             await self.release.wait()
-        stored = await self.real(session, account, delivery)
+        stored = await real
         if texts & self.fail:
             raise RuntimeError("injected failure after storing")
         if texts & self.fail_commit:
@@ -107,8 +120,9 @@ async def test_webhooks_that_arrive_together_share_one_commit(app, client, sessi
     posts = [(f"hello {n}", 100 + n, f"oUser{n}") for n in range(8)]
     responses = await grouped(client, gate, account, posts)
     assert [r.status_code for r in responses] == [200] * 8
-    # The gate's group, then one group for all eight.
+    # The gate's group, then one group for all eight, stored and processed as one batch.
     assert len({id(s) for s in gate.sessions}) == 2
+    assert gate.batches == [1, 8]
     assert await stored_texts(session) == sorted(["gate", *(p[0] for p in posts)])
     assert texts_of(seen) == {"gate", *(p[0] for p in posts)}
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import func, select
 
 from parley.channels.base import InboundEvent, InboundKind, Location, Sender, StatusUpdate
 from parley.channels.ingest import store_events
+from parley.conversations.batch import Payload, batchable, process_batch
 from parley.conversations.inbound import process_new
 from parley.conversations.pipeline import REOPEN_WINDOW
 from parley.models import (
+    ChannelAccount,
     Contact,
     ContactIdentity,
     Conversation,
@@ -50,9 +54,32 @@ class Recorder:
         self.ctx = SimpleNamespace(extras={"realtime.bus": self.bus})
 
 
-async def deliver(session, recorder: Recorder, account, events: list[InboundEvent]):
-    from parley.db import commit
+@pytest.fixture(autouse=True, params=["per_event", "batched"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs through the per-event pipeline and through the intake's batches."""
+    global PATH
+    PATH = request.param
+    yield PATH
+    PATH = "per_event"
 
+
+PATH = "per_event"
+
+
+async def deliver(session, recorder: Recorder, account, events: list[InboundEvent]):
+    from parley.db import commit, savepoint
+
+    if PATH == "batched" and batchable(events):
+        # As the intake does: the batch in a savepoint, per event when it cannot be batched.
+        outcomes: list = []
+        try:
+            async with savepoint(session, keep=(ChannelAccount,)):
+                await process_batch(session, recorder.ctx, [Payload(account, events, "{}", None)], outcomes)  # type: ignore[arg-type]
+        except Exception:  # noqa: S110  (NotBatchable or a failure: the per-event path isolates it)
+            pass
+        else:
+            await commit(session)
+            return outcomes
     stored = await store_events(session, account=account, events=events, raw="{}")
     outcomes = await process_new(session, recorder.ctx, account=account, ids=stored.new_ids)  # type: ignore[arg-type]
     await commit(session)
@@ -292,7 +319,7 @@ class TestStatuses:
 
 class TestFailures:
     async def test_a_failing_event_stays_pending_and_others_go_through(self, session, monkeypatch):
-        from parley.conversations import pipeline
+        from parley.conversations import batch, pipeline
 
         recorder = Recorder()
         account = await create_channel_account(session, external_id="wx-1")
@@ -305,6 +332,15 @@ class TestFailures:
             return await original(session, account=account, sender=sender, **options)
 
         monkeypatch.setattr(pipeline, "resolve_contact_row", flaky)
+        # A batch holding the bad event fails as a whole, and its events go the per-event way.
+        original_keys = batch.identity_keys
+
+        def flaky_keys(account, sender):
+            if sender.id == "bad":
+                raise RuntimeError("directory unavailable")
+            return original_keys(account, sender)
+
+        monkeypatch.setattr(batch, "identity_keys", flaky_keys)
         await deliver(
             session,
             recorder,
@@ -319,7 +355,7 @@ class TestFailures:
     async def test_a_failing_automation_leaves_no_trace_and_the_next_message_goes_through(
         self, session, monkeypatch
     ):
-        from parley.conversations import inbound
+        from parley.conversations import batch, inbound
         from parley.db import on_commit
         from parley.kit.rows import insert_row
 
@@ -358,17 +394,31 @@ class TestFailures:
             raise RuntimeError("rule failed half way")
 
         monkeypatch.setattr(inbound, "automation_react", half_done_reply)
+        monkeypatch.setattr(batch, "automation_react", half_done_reply)
         await deliver(
             session,
             recorder,
             account,
             [text("wx-1", Sender(id="a"), "boom", "1"), text("wx-1", Sender(id="a"), "still there?", "2")],
         )
+        # Two senders: a batch when batched, rolled back whole and redone per event.
+        await deliver(
+            session,
+            recorder,
+            account,
+            [text("wx-1", Sender(id="b"), "boom", "3"), text("wx-1", Sender(id="c"), "hello", "4")],
+        )
         texts = sorted((await session.scalars(select(Message.text))).all())
-        assert texts == ["boom", "still there?"]
+        assert texts == ["boom", "boom", "hello", "still there?"]
         assert announced == []
         statuses = (await session.scalars(select(InboundEventRow.status))).all()
-        assert list(statuses) == ["processed", "processed"]
+        assert list(statuses) == ["processed"] * 4
+        assert await count(session, Contact) == 3
+        assert {e["message"]["text"] for e in recorder.events if e["type"] == "message.created"} == {
+            "boom",
+            "still there?",
+            "hello",
+        }
 
 
 class TestNames:

@@ -156,20 +156,36 @@ async def _login(base: str) -> str:
         return str(response.cookies["parley_session"])
 
 
+def _created_marker(raw: str, prefix: str, marks: dict[str, float]) -> str | None:
+    """The marker of a ``message.created`` event whose message text is one of ``marks``, else None.
+
+    Only frames that contain both ``"message.created"`` and this run's marker prefix (``prefix``, e.g.
+    ``bench-1a2b3c-``) are decoded; every other frame (``conversation.opened``, ``contact.created``,
+    other runs' events) is skipped after two substring searches, which cannot miss one that counts: the
+    event type and the marker are plain ASCII that JSON writes unescaped, whatever its separators. A
+    decoded frame still counts only on its ``type`` and ``message.text``, so the substring test can
+    never count a wrong one.
+    """
+    if '"message.created"' not in raw or prefix not in raw:
+        return None
+    event = orjson.loads(raw)
+    if event.get("type") != "message.created":
+        return None
+    message = event.get("message")
+    text = message.get("text") if isinstance(message, dict) else None
+    return text if isinstance(text, str) and text in marks else None
+
+
 async def _agent_socket(
     base: str, marks: dict[str, float], arrived: dict[str, float], prefix: str
 ) -> tuple[asyncio.Task[None], asyncio.Event]:
     """An agent websocket recording when each of this run's ``message.created`` events arrives.
 
-    Only frames that contain both ``"message.created"`` and this run's marker prefix (``prefix``, e.g.
-    ``bench-1a2b3c-``) are decoded; every other frame (``conversation.opened``, other runs' events,
-    pongs) is skipped after two substring searches. A decoded frame still counts only when it is a
-    ``message.created`` whose message text is one of ``marks``, so the filter can never count a wrong
-    one. The arrival time is taken as soon as the frame is received, before any decoding.
+    The arrival time is taken as soon as a frame is received, before any decoding; which frames count
+    is :func:`_created_marker`'s.
     """
     cookie = await _login(base)
     ready = asyncio.Event()
-    kind = '"message.created"'
 
     async def listen() -> None:
         async with (
@@ -191,13 +207,9 @@ async def _agent_socket(
                     if orjson.loads(raw).get("type") == "hello":
                         ready.set()
                     continue
-                if kind not in raw or prefix not in raw:
-                    continue
-                event = orjson.loads(raw)
-                if event.get("type") == "message.created":
-                    text = (event.get("message") or {}).get("text") or ""
-                    if text in marks:
-                        arrived[text] = at
+                text = _created_marker(raw, prefix, marks)
+                if text is not None:
+                    arrived[text] = at
 
     task = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 10)

@@ -17,10 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
+import aiohttp
 import httpx
+import orjson
 import typer
-from httpx_aiohttp import AiohttpTransport
+from yarl import URL
 
 from parley.bench.support import (
     BENCH_SECRET,
@@ -40,6 +43,12 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 ORIGINAL_ID = "gh_bench00000001"
 AGENT_EMAIL = "bench-agent@parley.bench"
 AGENT_PASSWORD = "bench-agent-password"
+_SOCKET_ENDED = (
+    aiohttp.WSMsgType.CLOSE,
+    aiohttp.WSMsgType.CLOSING,
+    aiohttp.WSMsgType.CLOSED,
+    aiohttp.WSMsgType.ERROR,
+)
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Result:
     started: float = 0.0
     finished: float = 0.0
     server_cpu_s: float | None = None
+    loadgen_cpu_s: float | None = None
 
 
 async def create_bench_account(session: Any, ctx: Any) -> Any:
@@ -128,11 +138,13 @@ def _payload(crypto: MessageCrypto, openid: str, text: str, msg_id: int) -> tupl
     return query, body
 
 
-async def _agent_socket(
-    base: str, marks: dict[str, float], arrived: dict[str, float]
-) -> tuple[asyncio.Task[None], asyncio.Event]:
-    from websockets.asyncio.client import connect
+def _request(url: str, query: dict[str, str]) -> URL:
+    """The webhook URL with its query string, encoded once while payloads are prepared, not per request."""
+    return URL(f"{url}?{urlencode(query)}", encoded=True)
 
+
+async def _login(base: str) -> str:
+    """Logs the bench agent in through the form (outside the measured run); returns the session cookie."""
     async with httpx.AsyncClient(base_url=base) as client:
         page = await client.get("/login")
         match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -141,21 +153,63 @@ async def _agent_socket(
         response = await client.post(
             "/login", data={"email": AGENT_EMAIL, "password": AGENT_PASSWORD, "csrf_token": match.group(1)}
         )
-        cookie = response.cookies["parley_session"]
+        return str(response.cookies["parley_session"])
+
+
+def _created_marker(raw: str, prefix: str, marks: dict[str, float]) -> str | None:
+    """The marker of a ``message.created`` event whose message text is one of ``marks``, else None.
+
+    Only frames that contain both ``"message.created"`` and this run's marker prefix (``prefix``, e.g.
+    ``bench-1a2b3c-``) are decoded; every other frame (``conversation.opened``, ``contact.created``,
+    other runs' events) is skipped after two substring searches, which cannot miss one that counts: the
+    event type and the marker are plain ASCII that JSON writes unescaped, whatever its separators. A
+    decoded frame still counts only on its ``type`` and ``message.text``, so the substring test can
+    never count a wrong one.
+    """
+    if '"message.created"' not in raw or prefix not in raw:
+        return None
+    event = orjson.loads(raw)
+    if event.get("type") != "message.created":
+        return None
+    message = event.get("message")
+    text = message.get("text") if isinstance(message, dict) else None
+    return text if isinstance(text, str) and text in marks else None
+
+
+async def _agent_socket(
+    base: str, marks: dict[str, float], arrived: dict[str, float], prefix: str
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """An agent websocket recording when each of this run's ``message.created`` events arrives.
+
+    The arrival time is taken as soon as a frame is received, before any decoding; which frames count
+    is :func:`_created_marker`'s.
+    """
+    cookie = await _login(base)
     ready = asyncio.Event()
 
     async def listen() -> None:
-        async with connect(
-            base.replace("http", "ws") + "/ws", additional_headers={"Cookie": f"parley_session={cookie}"}
-        ) as socket:
-            async for raw in socket:
-                event = json.loads(raw)
-                if event.get("type") == "hello":
-                    ready.set()
-                elif event.get("type") == "message.created":
-                    text = (event.get("message") or {}).get("text") or ""
-                    if text in marks:
-                        arrived[text] = time.perf_counter()
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session,
+            session.ws_connect(
+                base.replace("http", "ws", 1) + "/ws",
+                headers={"Cookie": f"parley_session={cookie}"},
+            ) as socket,
+        ):
+            while True:
+                message = await socket.receive()
+                at = time.perf_counter()
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    if message.type in _SOCKET_ENDED:
+                        return
+                    continue
+                raw: str = message.data
+                if not ready.is_set():
+                    if orjson.loads(raw).get("type") == "hello":
+                        ready.set()
+                    continue
+                text = _created_marker(raw, prefix, marks)
+                if text is not None:
+                    arrived[text] = at
 
     task = asyncio.create_task(listen())
     await asyncio.wait_for(ready.wait(), 10)
@@ -169,58 +223,69 @@ async def _load(
     result = Result()
     marks: dict[str, float] = {}
     arrived: dict[str, float] = {}
+    run = uuid.uuid4().hex[:6]
     socket_task = None
     if with_socket:
-        socket_task, _ready = await _agent_socket(base, marks, arrived)
-    run = uuid.uuid4().hex[:6]
+        socket_task, _ready = await _agent_socket(base, marks, arrived, f"bench-{run}-")
     # Distinct MsgIds per run: a repeated MsgId is a platform retry and (rightly) stored only once.
     first_msg_id = 10**15 + secrets.randbelow(10**15)
-    payloads = []
+    # Everything a request needs is built here, before the clock starts: the URL with its encoded
+    # query string, the body bytes and the headers, so the measured loop only sends.
+    texts: list[str] = []
+    requests: list[tuple[URL, bytes]] = []
     for n in range(messages):
         text = f"bench-{run}-{n}"
         marks[text] = 0.0
-        payloads.append((text, *_payload(crypto, f"o{run}user{n % users:06d}", text, first_msg_id + n)))
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for n in range(messages):
-        queue.put_nowait(n)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    # aiohttp under httpx: the load generator shares this machine's two cores with the server, and this
-    # transport spends about half of httpcore's CPU per request.
-    transport = AiohttpTransport(limits=limits)
-    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
-        result.started = time.perf_counter()
+        query, body = _payload(crypto, f"o{run}user{n % users:06d}", text, first_msg_id + n)
+        texts.append(text)
+        requests.append((_request(url, query), body))
+    headers = {"Content-Type": "text/xml"}
+    # One aiohttp session straight on the socket (no httpx on top, no cookie jar): the load generator
+    # shares this machine's two cores with the server it measures, so its own CPU per request counts.
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    ) as client:
+        post = client.post
+        http_ms = result.http_ms
+        perf_counter = time.perf_counter
+        cursor = iter(range(messages))
+        cpu_started = time.process_time()
+        result.started = started = perf_counter()
 
         async def worker() -> None:
-            while True:
-                try:
-                    n = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            for n in cursor:
                 if rate:
                     # Open-loop pacing: request n is due at start + n / rate, however slow earlier ones were.
-                    delay = result.started + n / rate - time.perf_counter()
+                    delay = started + n / rate - perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                text, query, body = payloads[n]
-                t0 = time.perf_counter()
-                marks[text] = t0
+                target, body = requests[n]
+                t0 = perf_counter()
+                marks[texts[n]] = t0
                 result.sent += 1
                 try:
-                    response = await client.post(
-                        url, params=query, content=body, headers={"Content-Type": "text/xml"}
-                    )
-                except httpx.HTTPError:
+                    async with post(target, data=body, headers=headers) as response:
+                        await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    # Not retried: a lost request is an error, as a platform would see it.
                     result.errors += 1
                     continue
-                result.http_ms.append((time.perf_counter() - t0) * 1000)
-                if response.status_code == 200:
+                http_ms.append((perf_counter() - t0) * 1000)
+                if status == 200:
                     result.ok += 1
                 else:
                     result.errors += 1
 
         workers = concurrency if not rate else max(concurrency, int(rate // 5) or 1)
         await asyncio.gather(*(worker() for _ in range(workers)))
-        result.finished = time.perf_counter()
+        result.finished = perf_counter()
     if socket_task is not None:
         deadline = time.perf_counter() + 15
         while len(arrived) < result.ok and time.perf_counter() < deadline:  # noqa: ASYNC110  (polling a dict filled by another task)
@@ -228,6 +293,9 @@ async def _load(
         socket_task.cancel()
         result.e2e_ms = [(arrived[text] - marks[text]) * 1000 for text in arrived]
         result.finished = max([result.finished, *arrived.values()])
+    # The load generator's own CPU over the measured run (posting and, in pipeline mode, reading the
+    # websocket until the last event), not the payload preparation before it.
+    result.loadgen_cpu_s = time.process_time() - cpu_started
     return result
 
 
@@ -249,6 +317,11 @@ def _summary(result: Result, *, mode: str) -> dict[str, Any]:
         # on what else this machine is running.
         "server_cpu_ms_per_msg": round(result.server_cpu_s * 1000 / result.ok, 3)
         if result.server_cpu_s is not None and result.ok
+        else None,
+        # This process's CPU per message sent over the same run: the load generator shares the machine,
+        # so it has to stay well below the server's figure to not be what limits the rate.
+        "loadgen_cpu_ms_per_msg": round(result.loadgen_cpu_s * 1000 / result.sent, 3)
+        if result.loadgen_cpu_s is not None and result.sent
         else None,
     }
 
@@ -335,6 +408,7 @@ def bench_inbound(
             "ceiling_rate_per_s": limit["rate_per_s"],
             "server_cpu_ms_per_msg": pipeline["server_cpu_ms_per_msg"],
             "ceiling_server_cpu_ms_per_msg": limit["server_cpu_ms_per_msg"],
+            "loadgen_cpu_ms_per_msg": pipeline["loadgen_cpu_ms_per_msg"],
             "share_of_ceiling": round(pipeline["rate_per_s"] / limit["rate_per_s"], 3)
             if limit["rate_per_s"]
             else None,

@@ -15,7 +15,6 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 T = TypeVar("T")
@@ -98,11 +97,7 @@ def attach(session: AsyncSession, model: type[T], row: Sequence[Any]) -> T:
         for key in unloaded & values.keys():
             set_committed_value(held, key, values[key])
         return cast(T, held)
-    obj: T = shape.manager.new_instance()
-    instance_state(obj).dict.update(values)
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
+    return cast(T, _adopt(session, shape, values))
 
 
 def set_committed(obj: object, values: Mapping[str, Any]) -> None:
@@ -126,10 +121,22 @@ def _row_values(shape: _Shape, values: Mapping[str, Any]) -> tuple[dict[str, Any
 
 
 def _adopt(session: AsyncSession, shape: _Shape, attrs: dict[str, Any]) -> Any:
+    """A persistent, unmodified object for a row with all its columns, put in the session as a query would.
+
+    What ``make_transient_to_detached`` and ``Session.add`` do for such an object, without their
+    general work (expiring what is not loaded, walking relationships for cascades), which cost more
+    than the rest of a row's processing on the inbound path.
+    """
     obj = shape.manager.new_instance()
-    instance_state(obj).dict.update(attrs)
-    make_transient_to_detached(obj)
-    session.add(obj)
+    state = instance_state(obj)
+    state.dict.update(attrs)
+    state.key = shape.mapper.identity_key_from_primary_key([attrs[k] for k in shape.primary_key])
+    sync = session.sync_session
+    state.session_id = sync.hash_key
+    if not sync.identity_map.add(state):
+        # Already there (it cannot be another object: callers look the key up first).
+        state.session_id = None
+        raise RuntimeError(f"{shape.mapper.class_.__name__} {state.key[1]} is in the session already")
     return obj
 
 

@@ -15,12 +15,14 @@ from fastapi.staticfiles import StaticFiles
 from parley import __version__
 from parley.api import router
 from parley.auth import service as auth_service
+from parley.channels.edge import EdgeApp, WebhookEdge
 from parley.channels.endpoints import webhooks as webhooks_router
 from parley.config import Settings, get_settings
 from parley.context import Context, build_context
+from parley.conversations.intake import intake_of
 from parley.db import session_scope
 from parley.exceptions import ParleyError
-from parley.ops.inflight import InflightLimitMiddleware
+from parley.ops.inflight import InflightGate, InflightLimitMiddleware
 from parley.ops.limits import BodySizeLimitMiddleware
 from parley.ops.metrics import MetricsMiddleware
 from parley.realtime.service import hub_of, start_bus
@@ -84,7 +86,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
                 await runner.shutdown()
             await ctx.close()
 
-    app = FastAPI(
+    app = EdgeApp(
         title="Parley",
         version=__version__,
         summary="Social CRM: one inbox for WeChat, WhatsApp, web chat and email.",
@@ -95,7 +97,9 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
     )
     app.state.settings = settings
     app.add_exception_handler(ParleyError, _handle_error)
-    app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_inbound)
+    # One in-flight count for the API, the console and the webhook edge.
+    gate = InflightGate(settings.max_inflight_inbound)
+    app.add_middleware(InflightLimitMiddleware, max_inflight=settings.max_inflight_inbound, gate=gate)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -105,10 +109,14 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
             "/contacts/imports": settings.import_max_bytes,
         },
     )
+    # Platforms' webhook POSTs are answered ahead of the middlewares and FastAPI, with the same
+    # limits, metrics and answers (parley.channels.edge, docs/decisions/0012-webhook-edge.md).
+    app.webhook_edge = WebhookEdge(gate=gate, max_body_bytes=settings.max_body_bytes, intake=intake_of)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     # Platforms' webhooks are the high-rate route: FastAPI tries routes in order, and walking past the
     # API's and console's hundreds of routes cost a webhook more than its signature check, AES and XML
-    # together. Matched first here; the copy in ``router`` is the one the API docs show.
+    # together. Matched first here (the GET handshake, and a POST the edge leaves to FastAPI); the
+    # copy in ``router`` is the one the API docs show.
     app.include_router(webhooks_router, include_in_schema=False)
     app.include_router(router)
     return app

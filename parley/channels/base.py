@@ -244,6 +244,10 @@ class WebhookRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
+    # What an adapter worked out from this very request (parsed body, decrypted fields), so that
+    # ``verify``, ``parse`` and ``acknowledge`` on one request parse and decrypt once. Keys are the
+    # adapter's own; an entry that depends on the account's credentials must record which.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

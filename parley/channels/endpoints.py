@@ -7,21 +7,19 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.auth.dependencies import DBSession, authorize
 from parley.auth.permissions import Permission
 from parley.auth.service import Principal
-from parley.automation.outbound import Responder
 from parley.channels.base import (
     ChannelType,
     MalformedPayloadError,
     SignatureError,
-    UnsupportedEventTypeError,
     WebhookAck,
     WebhookRequest,
 )
+from parley.channels.edge import problem, process_webhook
 from parley.channels.runtime import runtime
 from parley.channels.schemas import (
     ChannelAccountCreate,
@@ -32,8 +30,8 @@ from parley.channels.schemas import (
 )
 from parley.channels.service import channel_account
 from parley.context import Context
-from parley.conversations.intake import AccountGone, StaleAccount, intake_of
-from parley.exceptions import NotFound, ServiceBusy
+from parley.conversations.intake import intake_of
+from parley.exceptions import NotFound
 from parley.models import ChannelAccount
 
 log = structlog.get_logger()
@@ -116,8 +114,8 @@ def _answer(ack: WebhookAck) -> Response:
     return Response(ack.body, media_type=ack.media_type, status_code=ack.status_code)
 
 
-def _problem(status_code: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status_code)
+def _problem(status_code: int, error: str, detail: str) -> Response:
+    return _answer(problem(status_code, error, detail))
 
 
 async def _account(session: AsyncSession, channel_type: ChannelType, account_id: uuid.UUID) -> ChannelAccount:
@@ -160,61 +158,13 @@ async def receive_webhook(request: Request, channel_type: ChannelType, account_i
     pipeline run in this process's intake, which commits many webhooks' work
     in one transaction (group commit). The platform gets its answer only after
     that commit, and an answer that makes it retry when the work was not stored.
+
+    ``parley serve`` answers this POST ahead of FastAPI (``parley.channels.edge``) with the
+    same :func:`process_webhook`; this route is what the API docs list.
     """
     ctx = _ctx(request)
-    intake = intake_of(ctx)
-    body = await request.body()
-    webhook = _webhook_request(request, body)
-    bound = log.bind(channel=channel_type.value, account_id=str(account_id))
-    # A cached account may be older than the platform's request (rotated credentials) or than
-    # the database (deactivated): a refusal or a stale verdict is checked once against a fresh read.
-    fresh = False
-    while True:
-        account, cached = await intake.accounts.get(account_id, fresh=fresh)
-        if account is None or account.type != channel_type.value:
-            raise NotFound("No active channel account at this webhook address")
-        retry = cached and not fresh
-        adapter = runtime(ctx).adapter(account)
-        try:
-            adapter.verify(webhook)
-            events = adapter.parse(webhook)
-        except SignatureError as exc:
-            if retry:
-                fresh = True
-                continue
-            bound.warning("webhook.bad_signature", detail=exc.message)
-            # 401 when the signature is missing altogether, 403 when it is wrong.
-            return _problem(401 if exc.code == 401 else 403, "SignatureError", exc.message)
-        except UnsupportedEventTypeError as exc:
-            # Genuine but not for us: answering an error would only make the platform retry for days.
-            bound.info("webhook.ignored", detail=exc.message)
-            return _answer(adapter.acknowledge(webhook, None))
-        except MalformedPayloadError as exc:
-            if retry:
-                fresh = True
-                continue
-            bound.warning("webhook.malformed", detail=exc.message)
-            return _problem(400, type(exc).__name__, exc.message)
-        responder = Responder.for_webhook(adapter.capabilities.passive_reply)
-        try:
-            stored = await intake.submit(account, events, body.decode("utf-8", "replace"), responder)
-        except StaleAccount:
-            if retry:
-                fresh = True
-                continue
-            raise ServiceBusy("The channel account changed while this webhook was verified; retry") from None
-        except AccountGone:
-            raise NotFound("No active channel account at this webhook address") from None
-        except Exception as exc:
-            # Nothing of it was stored (its savepoint, or its whole group, rolled back); the
-            # platform's retry carries the same dedupe keys, so it will be stored once.
-            bound.warning("webhook.not_stored", error=f"{type(exc).__name__}: {exc}")
-            raise ServiceBusy("The webhook could not be stored; retry") from exc
-        break
-    if stored.duplicates:
-        bound.info("webhook.duplicates", duplicates=stored.duplicates)
-    # An automatic answer found in time rides in this very response (WeChat's passive reply).
-    return _answer(adapter.acknowledge(webhook, responder.message))
+    webhook = _webhook_request(request, await request.body())
+    return _answer(await process_webhook(ctx, intake_of(ctx), channel_type, account_id, webhook))
 
 
 @router.get("/{account_id}/templates")

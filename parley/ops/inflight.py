@@ -18,43 +18,77 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 LIMITED_PREFIXES = ("/api/", "/channels/")
 
 
-class InflightLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_inflight: int, retry_after_s: int = 1) -> None:
-        self.app = app
+OVERLOADED_BODY = json.dumps(
+    {"error": "Overloaded", "detail": "Parley is at its limit of concurrent requests; retry shortly"}
+).encode()
+
+
+class InflightGate:
+    """The count of inbound requests in flight and the cap on it, shared by every entry that admits them.
+
+    The middleware counts the API and the console; the webhook edge
+    (:mod:`parley.channels.edge`), which answers webhooks ahead of the middleware, counts
+    its requests against the same gate.
+    """
+
+    def __init__(self, max_inflight: int, retry_after_s: int = 1) -> None:
         self.max_inflight = max_inflight
         self.retry_after_s = retry_after_s
         self.inflight = 0
         self.shed = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(LIMITED_PREFIXES):
-            await self.app(scope, receive, send)
-            return
+    def enter(self) -> bool:
+        """Admits one more request, or counts it as shed and says no (then answer with :meth:`refuse`)."""
         # A single event loop runs this check and the increment without a switch in
         # between, so no lock is needed.
         if self.inflight >= self.max_inflight:
             self.shed += 1
-            await self._refuse(send)
-            return
+            return False
         self.inflight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.inflight -= 1
+        return True
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"error": "Overloaded", "detail": "Parley is at its limit of concurrent requests; retry shortly"}
-        ).encode()
+    def leave(self) -> None:
+        self.inflight -= 1
+
+    async def refuse(self, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": 503,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
+                    (b"content-length", str(len(OVERLOADED_BODY)).encode()),
                     (b"retry-after", str(self.retry_after_s).encode()),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": OVERLOADED_BODY})
+
+
+class InflightLimitMiddleware:
+    def __init__(
+        self, app: ASGIApp, max_inflight: int, retry_after_s: int = 1, gate: InflightGate | None = None
+    ) -> None:
+        self.app = app
+        self.gate = gate or InflightGate(max_inflight, retry_after_s)
+
+    @property
+    def inflight(self) -> int:
+        return self.gate.inflight
+
+    @property
+    def shed(self) -> int:
+        return self.gate.shed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(LIMITED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        gate = self.gate
+        if not gate.enter():
+            await gate.refuse(send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gate.leave()

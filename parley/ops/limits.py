@@ -33,15 +33,9 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         max_bytes = self._limit(scope)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared < 0 or declared > max_bytes:
-                    await self._refuse(send, max_bytes)
-                    return
+        if declared_too_large(scope, max_bytes):
+            await refuse_too_large(send, max_bytes)
+            return
         received = 0
         response_started = False
 
@@ -51,7 +45,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise _TooLarge()
+                    raise TooLarge()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -62,26 +56,40 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except TooLarge:
             if not response_started:
-                await self._refuse(send, max_bytes)
-
-    async def _refuse(self, send: Send, max_bytes: int) -> None:
-        body = json.dumps(
-            {"error": "PayloadTooLarge", "detail": f"Request body is larger than {max_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+                await refuse_too_large(send, max_bytes)
 
 
-class _TooLarge(Exception):
-    pass
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the declared Content-Length is unreadable or over ``max_bytes``."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = -1
+            if declared < 0 or declared > max_bytes:
+                return True
+    return False
+
+
+async def refuse_too_large(send: Send, max_bytes: int) -> None:
+    body = json.dumps(
+        {"error": "PayloadTooLarge", "detail": f"Request body is larger than {max_bytes} bytes"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class TooLarge(Exception):
+    """More body bytes arrived than the limit allows."""

@@ -40,5 +40,10 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], template, str(status_code)).inc()
-            HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
+            record(scope["method"], template, status_code, time.perf_counter() - started)
+
+
+def record(method: str, route: str, status_code: int, seconds: float) -> None:
+    """Counts one answered request, as the middleware does (for entries that answer ahead of it)."""
+    HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)

@@ -103,6 +103,9 @@ MESSAGE_TYPES = frozenset(
 NEWS_MAX_FOR_MESSAGES = 1
 NEWS_MAX_OTHERWISE = 8
 _MAX_KEY = 255
+# WebhookRequest.memo keys: the parsed body, and the opened (decrypted) push with the key that opened it.
+_OUTER = "wechat.outer"
+_OPENED = "wechat.opened"
 _INTERACTIVE_TYPES = frozenset({"msgmenu", "mpnews", "mpnewsarticle", "miniprogrampage", "wxcard"})
 
 # Event (lower-cased) → normalized type; anything else is "unsupported".
@@ -233,7 +236,7 @@ class WeChatAdapter:
             and not check_signature(self._token, timestamp, nonce, q.get("signature"))
         ):
             raise SignatureError("signature does not match the account's Token")
-        tree = parse_body(request.body)
+        tree = self._outer(request)
         encrypt = tree.get("Encrypt")
         if q.get("encrypt_type") == "aes" or encrypt is not None:
             if not isinstance(encrypt, str) or not encrypt.strip():
@@ -246,10 +249,33 @@ class WeChatAdapter:
         if self.mode is not EncryptionMode.plain:
             raise SignatureError(f"unencrypted push to an account in {self.mode.value} mode")
 
+    @staticmethod
+    def _outer(request: WebhookRequest) -> Tree:
+        """The body as sent (the envelope when encrypted), parsed once per request."""
+        tree: Tree | None = request.memo.get(_OUTER)
+        if tree is None:
+            tree = parse_body(request.body)  # a refusal is not kept: it is raised again next time
+            request.memo[_OUTER] = tree
+        return tree
+
     def _open(self, request: WebhookRequest) -> tuple[Tree, bool, bool]:
-        """The push's fields (decrypted if encrypted), whether it was encrypted, whether it was JSON."""
+        """The push's fields (decrypted if encrypted), whether it was encrypted, whether it was JSON.
+
+        Worked out once per request and key: ``verify``, ``parse`` and ``acknowledge`` all need
+        it. The memo names the key it decrypted with (the webhook's account re-check may try a
+        fresher copy of the account, with other credentials, on the same request).
+        """
+        found = request.memo.get(_OPENED)
+        if found is not None and found[0] is self._crypto:
+            opened: tuple[Tree, bool, bool] = found[1]
+            return opened
+        opened = self._open_once(request)
+        request.memo[_OPENED] = (self._crypto, opened)
+        return opened
+
+    def _open_once(self, request: WebhookRequest) -> tuple[Tree, bool, bool]:
         as_json = is_json(request.body)
-        tree = parse_body(request.body)
+        tree = self._outer(request)
         encrypt = tree.get("Encrypt")
         if request.query.get("encrypt_type") != "aes" and encrypt is None:
             return tree, False, as_json

@@ -1,9 +1,15 @@
 """Hardened parsing of WeChat callback bodies and building of reply bodies.
 
-Bodies are parsed with defusedxml with DTDs, entity declarations and external
-references all forbidden, so billion-laughs and XXE payloads fail before any
-expansion happens. The result is a plain tree of ``str`` leaves and ``dict``
-branches; a tag that repeats under one parent becomes a ``list``.
+Bodies are parsed with ``xml.parsers.expat`` directly, with the same three
+refusals defusedxml makes (a DOCTYPE, an entity declaration, an external
+reference: each raises at once), so billion-laughs and XXE payloads fail before
+any expansion happens. defusedxml's ElementTree ran the pure-Python parser's
+callbacks and built Elements only to turn them into dicts; the handlers here
+build the dict tree straight from expat's events. The result is a plain tree of
+``str`` leaves and ``dict`` branches; a tag that repeats under one parent becomes
+a ``list``. A leaf's value is all its character data (text and CDATA, comments
+and processing instructions dropped); an element with children keeps only the
+children, as ElementTree's ``.text`` handling did.
 
 The platform's current push guide also allows a JSON envelope (PROTOCOLS.md 1.0);
 a body whose first non-space byte is ``{`` is read as JSON, and replies to a JSON
@@ -14,11 +20,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from typing import Any, NoReturn, cast
+from xml.parsers import expat
 
 from parley.channels.base import MalformedPayloadError
 
@@ -31,23 +34,85 @@ def is_json(body: bytes) -> bool:
     return body.lstrip()[:1] == b"{"
 
 
-def _element_value(element: Element) -> Any:
-    if len(element) == 0:
-        # CDATA and bare text both arrive as .text; the parser has already decoded
-        # character references once, which is all the platform ever applies.
-        return element.text or ""
-    tree: Tree = {}
-    for child in element:
-        value = _element_value(child)
-        if child.tag in tree:
-            existing = tree[child.tag]
+class _Forbidden(Exception):
+    """A DTD, entity declaration or external reference: named as defusedxml names it."""
+
+
+def _forbid(name: str) -> Any:
+    def handler(*_args: Any) -> NoReturn:
+        raise _Forbidden(name)
+
+    return handler
+
+
+_DTD_FORBIDDEN = _forbid("DTDForbidden")
+_ENTITIES_FORBIDDEN = _forbid("EntitiesForbidden")
+_EXTERNAL_FORBIDDEN = _forbid("ExternalReferenceForbidden")
+
+
+class _TreeBuilder:
+    """Builds the dict tree from expat's events; one per document."""
+
+    __slots__ = ("_stack", "root_tag", "root_value")
+
+    def __init__(self) -> None:
+        self.root_tag: str | None = None
+        self.root_value: Any = None
+        # One entry per open element: its tag, its children (None until the first one), its text.
+        self._stack: list[tuple[str, list[Tree | None], list[str]]] = []
+
+    def start(self, name: str, _attributes: Any) -> None:
+        stack = self._stack
+        if stack:
+            children = stack[-1][1]
+            if children[0] is None:
+                children[0] = {}
+        elif self.root_tag is None:
+            self.root_tag = _fixname(name)
+        stack.append((_fixname(name), [None], []))
+
+    def end(self, _name: str) -> None:
+        tag, children, data = self._stack.pop()
+        tree = children[0]
+        value: Any = "".join(data) if tree is None else tree
+        if not self._stack:
+            self.root_value = value
+            return
+        # Not None: start() gave the parent its dict when this child opened.
+        parent = cast(Tree, self._stack[-1][1][0])
+        if tag in parent:
+            existing = parent[tag]
             if isinstance(existing, list):
                 existing.append(value)
             else:
-                tree[child.tag] = [existing, value]
+                parent[tag] = [existing, value]
         else:
-            tree[child.tag] = value
-    return tree
+            parent[tag] = value
+
+    def data(self, text: str) -> None:
+        # Character data outside any element is only whitespace (expat refuses anything else).
+        if self._stack:
+            self._stack[-1][2].append(text)
+
+
+def _fixname(name: str) -> str:
+    # With "}" as namespace separator expat reports "uri}local"; ElementTree's tag is "{uri}local".
+    return "{" + name if "}" in name else name
+
+
+def _parse_xml(body: bytes) -> tuple[str | None, Any]:
+    parser = expat.ParserCreate(None, "}")
+    builder = _TreeBuilder()
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _DTD_FORBIDDEN
+    parser.EntityDeclHandler = _ENTITIES_FORBIDDEN
+    parser.UnparsedEntityDeclHandler = _ENTITIES_FORBIDDEN
+    parser.ExternalEntityRefHandler = _EXTERNAL_FORBIDDEN
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.Parse(body, True)
+    return builder.root_tag, builder.root_value
 
 
 def parse_body(body: bytes) -> Tree:
@@ -65,14 +130,13 @@ def parse_body(body: bytes) -> Tree:
             raise MalformedPayloadError("JSON body is not an object")
         return {str(k): _json_leaf(v) for k, v in data.items()}
     try:
-        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise MalformedPayloadError(f"forbidden XML construct: {type(exc).__name__}") from exc
-    except (ParseError, ValueError) as exc:
+        root_tag, value = _parse_xml(body)
+    except _Forbidden as exc:
+        raise MalformedPayloadError(f"forbidden XML construct: {exc}") from exc
+    except (expat.ExpatError, ValueError) as exc:
         raise MalformedPayloadError(f"invalid XML: {exc}") from exc
-    if root.tag != "xml":
-        raise MalformedPayloadError(f"root element is <{root.tag}>, expected <xml>")
-    value = _element_value(root)
+    if root_tag != "xml":
+        raise MalformedPayloadError(f"root element is <{root_tag}>, expected <xml>")
     if not isinstance(value, dict):
         raise MalformedPayloadError("<xml> has no elements")
     return value

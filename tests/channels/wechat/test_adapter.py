@@ -351,3 +351,69 @@ class TestErrcodes:
         exc = error_for(-1, "system error")
         assert isinstance(exc, ChannelRetriableError)
         assert exc.retry_after_s
+
+
+class TestOncePerRequest:
+    """verify, parse and acknowledge of one request parse the body and decrypt it once between them."""
+
+    def _count(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+        from parley.channels.wechat import adapter as module
+
+        calls = {"parse": 0, "decrypt": 0}
+        real_parse, real_decrypt = module.parse_body, MessageCrypto.decrypt
+
+        def parse(body: bytes):  # type: ignore[no-untyped-def]
+            calls["parse"] += 1
+            return real_parse(body)
+
+        def decrypt(self, encrypt: str):  # type: ignore[no-untyped-def]
+            calls["decrypt"] += 1
+            return real_decrypt(self, encrypt)
+
+        monkeypatch.setattr(module, "parse_body", parse)
+        monkeypatch.setattr(MessageCrypto, "decrypt", decrypt)
+        return calls
+
+    @pytest.mark.parametrize("mode", ["compatible", "safe"])
+    def test_encrypted_push(self, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+        calls = self._count(monkeypatch)
+        adapter = adapter_for(context(APP_ID, mode=mode))
+        request = encrypted_push(INBOUND, mode=mode)
+        adapter.verify(request)
+        events = adapter.parse(request)
+        ack = adapter.acknowledge(request, REPLIES["text"])
+        assert events[0].text == "你好" and ack.media_type == "text/xml"
+        assert calls == {"parse": 2, "decrypt": 1}  # the envelope and the inner push, each once
+        # Another request is parsed afresh.
+        adapter.parse(encrypted_push(INBOUND, mode=mode))
+        assert calls == {"parse": 4, "decrypt": 2}
+
+    def test_plain_push(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        calls = self._count(monkeypatch)
+        adapter = adapter_for(context(APP_ID))
+        request = webhook(signed_query(), build_xml(INBOUND))
+        adapter.verify(request)
+        adapter.parse(request)
+        adapter.acknowledge(request, REPLIES["text"])
+        assert calls == {"parse": 1, "decrypt": 0}
+
+    def test_another_key_opens_the_request_again(self) -> None:
+        request = encrypted_push(INBOUND)
+        assert adapter_for(context(APP_ID, mode="safe")).parse(request)[0].text == "你好"
+        # Credentials rotated: the same request under another AES key must not reuse the opened copy.
+        other = adapter_for(context(APP_ID, mode="safe", aes_key="b" * 43))
+        with pytest.raises(SignatureError):
+            other.parse(request)
+        assert adapter_for(context(APP_ID, mode="safe")).parse(request)[0].text == "你好"
+
+    def test_a_refusal_is_raised_every_time(self) -> None:
+        from parley.channels.base import MalformedPayloadError
+
+        adapter = adapter_for(context(APP_ID))
+        request = webhook(signed_query(), b"<xml><ToUserName>gh</xml>")
+        for _ in range(2):
+            with pytest.raises(MalformedPayloadError, match="invalid XML"):
+                adapter.verify(request)
+            with pytest.raises(MalformedPayloadError, match="invalid XML"):
+                adapter.parse(request)
+        assert request.memo == {}

@@ -4,7 +4,7 @@ Same database, same adapter, same server stack as the real webhook: the same
 webhook edge (:mod:`parley.channels.edge`: body limit, in-flight cap, metrics,
 the handler with its account re-check, the adapter's verify/parse/acknowledge),
 the same group commit (``parley.conversations.intake``) and cached account
-lookup, with ``store_only`` as the intake's work and nothing else, so the gap
+lookup, with ``store_only`` (``store_only_batch`` for a batch) as the intake's work and nothing else, so the gap
 between the two is what the pipeline costs.
 """
 
@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from parley.channels.edge import EdgeApp, WebhookEdge
 from parley.config import get_settings
 from parley.context import Context, build_context
-from parley.conversations.intake import Intake, store_only
+from parley.conversations.intake import Intake, store_only, store_only_batch
 from parley.ops.inflight import InflightGate
 
 
@@ -33,7 +33,7 @@ def create_app() -> FastAPI:
         app.state.ctx = ctx
         # Grouped the same way as the real webhook (group commit, cached account lookup), so the
         # ratio between the two measures the pipeline's work and nothing else.
-        app.state.intake = Intake(ctx.sessionmaker, store_only)
+        app.state.intake = Intake(ctx.sessionmaker, store_only, batch=store_only_batch)
         yield
         await app.state.intake.close()
         await ctx.close()

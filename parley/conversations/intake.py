@@ -40,7 +40,7 @@ from parley.models import ChannelAccount
 
 log = structlog.get_logger()
 
-MAX_BATCH = 64
+MAX_BATCH = 128
 ACCOUNT_CACHE_LIMIT = 10_000
 
 _KEY = "conversations.intake"

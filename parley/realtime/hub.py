@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import WebSocket
 from prometheus_client import Gauge
@@ -53,7 +54,11 @@ class Hub:
     async def deliver(self, event: Event) -> None:
         if not self.connections:
             return
-        payload = json.dumps({k: v for k, v in event.items() if k != "audience"}, default=str)
+        # orjson: about a tenth of json's time for an event, once per event on the busiest path; its
+        # datetimes are ISO 8601, as the REST API writes them.
+        payload = orjson.dumps(
+            {k: v for k, v in event.items() if k != "audience"}, default=str, option=orjson.OPT_NON_STR_KEYS
+        ).decode()
         for connection in list(self.connections):
             if not connection.wants(event):
                 continue

@@ -44,6 +44,9 @@ class ConfigCache(Generic[K, V]):
         self.name = name
         self.ttl_s = ttl_s
         self._entries: weakref.WeakKeyDictionary[Any, dict[K, tuple[float, V]]] = weakref.WeakKeyDictionary()
+        # The last engine asked about and its entries: a WeakKeyDictionary lookup makes a weak
+        # reference each time, and a process nearly always asks about the same engine.
+        self._last: tuple[weakref.ref[Any], dict[K, tuple[float, V]]] | None = None
         # Bumped by every invalidation: a load that started before it must not store what it read.
         self._generation = 0
 
@@ -52,7 +55,7 @@ class ConfigCache(Generic[K, V]):
         if self.name in session.info.get(_FRESH, ()):
             return await load()
         engine = _engine_of(session)
-        entries = self._entries.get(engine)
+        entries = self._entries_of(engine)
         now = time.monotonic()
         if entries is not None:
             hit = entries.get(key)
@@ -61,18 +64,31 @@ class ConfigCache(Generic[K, V]):
         generation = self._generation
         value = await load()
         if generation == self._generation:
-            self._entries.setdefault(engine, {})[key] = (now + self.ttl_s, value)
+            if entries is None:
+                entries = self._entries.setdefault(engine, {})
+                self._last = (weakref.ref(engine), entries)
+            entries[key] = (now + self.ttl_s, value)
         return value
+
+    def _entries_of(self, engine: Any) -> dict[K, tuple[float, V]] | None:
+        last = self._last
+        if last is not None and last[0]() is engine:
+            return last[1]
+        entries = self._entries.get(engine)
+        if entries is not None:
+            self._last = (weakref.ref(engine), entries)
+        return entries
 
     def peek(self, session: AsyncSession, key: K) -> V | None:
         """The cached value even if expired (for a cheap freshness check before rebuilding), or None."""
-        entries = self._entries.get(_engine_of(session))
+        entries = self._entries_of(_engine_of(session))
         hit = entries.get(key) if entries is not None else None
         return hit[1] if hit is not None else None
 
     def invalidate(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._last = None
 
     def changed(self, session: AsyncSession) -> None:
         """The session changed this configuration: drop it now, read it afresh there, drop it again on commit."""

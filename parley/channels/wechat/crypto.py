@@ -99,9 +99,12 @@ class MessageCrypto:
         self.token = token
         self.app_id = app_id
         self._key = decode_aes_key(encoding_aes_key)
+        # The IV is the key's first 16 bytes (PROTOCOLS.md), so one Cipher serves every message;
+        # each call still gets its own encryptor or decryptor context.
+        self._cipher_object = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
 
     def _cipher(self) -> Cipher[modes.CBC]:
-        return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+        return self._cipher_object
 
     def sign(self, timestamp: str, nonce: str, encrypt: str) -> str:
         return sha1_signature(self.token, timestamp, nonce, encrypt)

@@ -61,6 +61,7 @@ class Result:
     started: float = 0.0
     finished: float = 0.0
     server_cpu_s: float | None = None
+    server_loop_cpu_s: float | None = None
     loadgen_cpu_s: float | None = None
 
 
@@ -318,6 +319,10 @@ def _summary(result: Result, *, mode: str) -> dict[str, Any]:
         "server_cpu_ms_per_msg": round(result.server_cpu_s * 1000 / result.ok, 3)
         if result.server_cpu_s is not None and result.ok
         else None,
+        # The event loop's thread alone: one core's worth of it is the server's ceiling.
+        "server_loop_cpu_ms_per_msg": round(result.server_loop_cpu_s * 1000 / result.ok, 3)
+        if result.server_loop_cpu_s is not None and result.ok
+        else None,
         # This process's CPU per message sent over the same run: the load generator shares the machine,
         # so it has to stay well below the server's figure to not be what limits the rate.
         "loadgen_cpu_ms_per_msg": round(result.loadgen_cpu_s * 1000 / result.sent, 3)
@@ -352,7 +357,7 @@ def _run(
                 )
             )
             pid = server.proc.pid if server.proc else 0
-            cpu_before = cpu_seconds(pid)
+            cpu_before, loop_before = cpu_seconds(pid), cpu_seconds(pid, main_thread=True)
             result = asyncio.run(
                 _load(
                     url,
@@ -364,7 +369,9 @@ def _run(
                     base=base,
                 )
             )
-            cpu_after = cpu_seconds(pid)
+            cpu_after, loop_after = cpu_seconds(pid), cpu_seconds(pid, main_thread=True)
+            if loop_before is not None and loop_after is not None:
+                result.server_loop_cpu_s = loop_after - loop_before
             if cpu_before is not None and cpu_after is not None:
                 result.server_cpu_s = cpu_after - cpu_before
         return _summary(result, mode=mode)
@@ -408,6 +415,8 @@ def bench_inbound(
             "ceiling_rate_per_s": limit["rate_per_s"],
             "server_cpu_ms_per_msg": pipeline["server_cpu_ms_per_msg"],
             "ceiling_server_cpu_ms_per_msg": limit["server_cpu_ms_per_msg"],
+            "server_loop_cpu_ms_per_msg": pipeline["server_loop_cpu_ms_per_msg"],
+            "ceiling_server_loop_cpu_ms_per_msg": limit["server_loop_cpu_ms_per_msg"],
             "loadgen_cpu_ms_per_msg": pipeline["loadgen_cpu_ms_per_msg"],
             "share_of_ceiling": round(pipeline["rate_per_s"] / limit["rate_per_s"], 3)
             if limit["rate_per_s"]

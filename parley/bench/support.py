@@ -64,10 +64,15 @@ def workspace(database_url: str | None = None) -> Iterator[Workspace]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) a process has used so far; None where /proc is not available."""
+def cpu_seconds(pid: int, *, main_thread: bool = False) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where /proc is not available.
+
+    ``main_thread``: its main thread's alone, the event loop's in a server, which bounds its rate
+    (helper threads, such as SQLite's checkpoints, run on other cores).
+    """
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from parley.kit import sqlite_inline
+from parley.kit import sqlite_checkpoint, sqlite_inline
 
 log = structlog.get_logger()
 
@@ -90,6 +90,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run on a thread of their own (parley.kit.sqlite_checkpoint); this is the safety net.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={sqlite_checkpoint.SAFETY_NET_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Zero: waiting for a lock happens in parley.kit.sqlite_inline, off the event loop's back.
     cursor.execute("PRAGMA busy_timeout=0")
@@ -111,6 +113,14 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             url, echo=echo, async_creator=sqlite_inline.creator(parsed.database or ":memory:")
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if parsed.database and parsed.database != ":memory:":
+            path = str(Path(parsed.database).resolve())
+            sqlite_checkpoint.checkpointer.register(path)
+            event.listen(
+                engine.sync_engine,
+                "engine_disposed",
+                lambda _engine: sqlite_checkpoint.checkpointer.unregister(path),
+            )
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:

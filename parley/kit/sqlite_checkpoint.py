@@ -1,0 +1,95 @@
+"""WAL checkpoints for SQLite databases, on a thread of their own instead of inside commits.
+
+By default SQLite checkpoints inside the commit that takes the write-ahead log past
+1,000 pages: that commit copies the log's pages back into the database file. With
+parley's connections on the event loop (docs/decisions/0003-sqlite-inline.md) the
+copying ran on the loop too, a few percent of the CPU of every inbound webhook. Here
+one daemon thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` for each open database
+every :data:`INTERVAL_S`; sqlite3 releases the GIL while SQLite copies, so that work
+goes to another core. A passive checkpoint never waits for readers or writers.
+
+The connections keep an automatic checkpoint at :data:`SAFETY_NET_PAGES`, so the log
+stays bounded even if this thread could not keep up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+
+import structlog
+
+log = structlog.get_logger()
+
+INTERVAL_S = 0.5
+SAFETY_NET_PAGES = 20_000
+
+
+class Checkpointer:
+    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._users: dict[str, int] = {}
+        self._connections: dict[str, sqlite3.Connection] = {}
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def register(self, path: str) -> None:
+        """One more engine uses the database at ``path``; checkpoints start if they had not."""
+        with self._lock:
+            self._users[path] = self._users.get(path, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="parley-sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def unregister(self, path: str) -> None:
+        """An engine using ``path`` was disposed; the last one's checkpoint connection is closed."""
+        with self._lock:
+            left = self._users.get(path, 0) - 1
+            if left > 0:
+                self._users[path] = left
+                return
+            self._users.pop(path, None)
+            connection = self._connections.pop(path, None)
+        if connection is not None:
+            # A final checkpoint leaves the database file whole for tools that read it without the log.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            connection.close()
+
+    def checkpoint_all(self) -> None:
+        with self._lock:
+            paths = list(self._users)
+        for path in paths:
+            try:
+                with self._lock:
+                    connection = self._connections.get(path)
+                    if connection is None and path in self._users:
+                        connection = self._connections[path] = sqlite3.connect(
+                            path, isolation_level=None, check_same_thread=False, timeout=0
+                        )
+                if connection is not None:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                # The database went away (a test's temporary file) or is busy: the next tick tries again.
+                log.debug("sqlite.checkpoint_failed", path=path, error=str(exc))
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            started = time.monotonic()
+            self.checkpoint_all()
+            with self._lock:
+                if not self._users:
+                    self._thread = None
+                    return
+            # Never more than half of a core, however slow the checkpoints get.
+            time.sleep(min(time.monotonic() - started, self.interval_s))
+
+
+checkpointer = Checkpointer()

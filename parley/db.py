@@ -116,11 +116,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         if parsed.database and parsed.database != ":memory:":
             path = str(Path(parsed.database).resolve())
             sqlite_checkpoint.checkpointer.register(path)
-            event.listen(
-                engine.sync_engine,
-                "engine_disposed",
-                lambda _engine: sqlite_checkpoint.checkpointer.unregister(path),
-            )
+            # Once, when the engine is disposed or, failing that, garbage-collected.
+            stop = weakref.finalize(engine.sync_engine, sqlite_checkpoint.checkpointer.unregister, path)
+            event.listen(engine.sync_engine, "engine_disposed", lambda _engine: stop())
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:

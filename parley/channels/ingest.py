@@ -142,8 +142,11 @@ async def store_payloads(
         if event_id is not None:
             new.append(NewEvent(event_id, account, event, row["normalized"], index))
     new.sort(key=lambda n: n.id)
-    stored = []
-    for index, (_account, events, _raw) in enumerate(payloads):
-        ids = [n.id for n in new if n.payload == index]
-        stored.append(Stored(ids, len(events) - len(ids)))
+    ids_of: list[list[int]] = [[] for _ in payloads]
+    for n in new:
+        ids_of[n.payload].append(n.id)
+    stored = [
+        Stored(ids, len(events) - len(ids))
+        for ids, (_account, events, _raw) in zip(ids_of, payloads, strict=True)
+    ]
     return stored, new

@@ -15,6 +15,7 @@ stays bounded even if this thread could not keep up.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -33,6 +34,8 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._users: dict[str, int] = {}
         self._connections: dict[str, sqlite3.Connection] = {}
+        # The log's modification time when each database was last checkpointed.
+        self._seen: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
@@ -54,6 +57,7 @@ class Checkpointer:
                 self._users[path] = left
                 return
             self._users.pop(path, None)
+            self._seen.pop(path, None)
             connection = self._connections.pop(path, None)
         if connection is not None:
             # A final checkpoint leaves the database file whole for tools that read it without the log.
@@ -62,9 +66,16 @@ class Checkpointer:
             connection.close()
 
     def checkpoint_all(self) -> None:
+        """Checkpoints each registered database whose log was written since the last look."""
         with self._lock:
             paths = list(self._users)
         for path in paths:
+            try:
+                written = os.stat(f"{path}-wal").st_mtime_ns
+            except OSError:
+                written = None
+            if written is None or self._seen.get(path) == written:
+                continue  # no log (yet, or any more), or nothing new in it: no need to open anything
             try:
                 with self._lock:
                     connection = self._connections.get(path)
@@ -74,8 +85,9 @@ class Checkpointer:
                         )
                 if connection is not None:
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._seen[path] = written
             except sqlite3.Error as exc:
-                # The database went away (a test's temporary file) or is busy: the next tick tries again.
+                # Busy, or the database went away (a test's temporary file): the next tick tries again.
                 log.debug("sqlite.checkpoint_failed", path=path, error=str(exc))
 
     def _run(self) -> None:

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import FastAPI
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from parley.automation.outbound import Responder
 from parley.channels.base import (
@@ -51,6 +51,7 @@ from parley.channels.runtime import runtime
 from parley.context import Context
 from parley.conversations.intake import AccountGone, Intake, StaleAccount
 from parley.exceptions import NotFound, ParleyError, ServiceBusy
+from parley.ops.asgi import respond
 from parley.ops.inflight import InflightGate
 from parley.ops.limits import TooLarge, declared_too_large, refuse_too_large
 from parley.ops.metrics import record
@@ -222,26 +223,6 @@ def _content_type(media_type: str) -> bytes:
     return media_type.encode("latin-1")
 
 
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            *(headers or ()),
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", content_type),
-        ],
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
-
-
 class WebhookEdge:
     """Serves the webhook POST with the middlewares' guarantees, for the app it is attached to."""
 
@@ -272,7 +253,7 @@ class WebhookEdge:
             return  # the platform hung up before its body arrived: nothing stored, no one to answer
         except Exception:
             if not metered[2]:
-                await _respond(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
+                await respond(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
             raise
         finally:
             record(scope["method"], str(metered[0]), int(metered[1]), time.perf_counter() - started)
@@ -302,10 +283,10 @@ class WebhookEdge:
             except ParleyError as exc:
                 headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
                 metered[1:] = [exc.status_code, True]
-                await _respond(send, exc.status_code, _json(exc.payload()), b"application/json", headers)
+                await respond(send, exc.status_code, _json(exc.payload()), b"application/json", headers)
                 return
             metered[1:] = [ack.status_code, True]
-            await _respond(send, ack.status_code, ack.body, _content_type(ack.media_type))
+            await respond(send, ack.status_code, ack.body, _content_type(ack.media_type))
         finally:
             gate.leave()
 

@@ -13,6 +13,8 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from parley.ops.asgi import respond
+
 # Only work that arrives from outside and costs database time is counted; health
 # checks, metrics and static files must keep answering while Parley is busy.
 LIMITED_PREFIXES = ("/api/", "/channels/")
@@ -51,18 +53,13 @@ class InflightGate:
         self.inflight -= 1
 
     async def refuse(self, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(OVERLOADED_BODY)).encode()),
-                    (b"retry-after", str(self.retry_after_s).encode()),
-                ],
-            }
+        await respond(
+            send,
+            503,
+            OVERLOADED_BODY,
+            b"application/json",
+            [(b"retry-after", str(self.retry_after_s).encode())],
         )
-        await send({"type": "http.response.body", "body": OVERLOADED_BODY})
 
 
 class InflightLimitMiddleware:

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parley.ops.asgi import respond
+
 
 class BodySizeLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413 before any handler reads them.
@@ -78,17 +80,7 @@ async def refuse_too_large(send: Send, max_bytes: int) -> None:
     body = json.dumps(
         {"error": "PayloadTooLarge", "detail": f"Request body is larger than {max_bytes} bytes"}
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, 413, body, b"application/json")
 
 
 class TooLarge(Exception):

@@ -52,6 +52,8 @@ class _Shape:
         self.table = table
         self.columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
         self.primary_key = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+        self.keys = [key for key, _column in self.columns]
+        self.identity_class = mapper._identity_class
 
 
 _SHAPES: dict[type[Any], _Shape] = {}
@@ -89,9 +91,8 @@ def attach(session: AsyncSession, model: type[T], row: Sequence[Any]) -> T:
     rolled-back savepoint, are filled from the row); otherwise a persistent, unmodified one is made.
     """
     shape = _shape(model)
-    values = {key: value for (key, _column), value in zip(shape.columns, row, strict=True)}
-    identity = shape.mapper.identity_key_from_primary_key([values[k] for k in shape.primary_key])
-    held = session.sync_session.identity_map.get(identity)
+    values = dict(zip(shape.keys, row, strict=True))
+    held = session.sync_session.identity_map.get(_identity(shape, values))
     if held is not None:
         unloaded = instance_state(held).unloaded
         for key in unloaded & values.keys():
@@ -120,6 +121,11 @@ def _row_values(shape: _Shape, values: Mapping[str, Any]) -> tuple[dict[str, Any
     return attrs, params
 
 
+def _identity(shape: _Shape, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    # Mapper.identity_key_from_primary_key's key, built without the call.
+    return (shape.identity_class, tuple([values[k] for k in shape.primary_key]), None)
+
+
 def _adopt(session: AsyncSession, shape: _Shape, attrs: dict[str, Any]) -> Any:
     """A persistent, unmodified object for a row with all its columns, put in the session as a query would.
 
@@ -130,7 +136,7 @@ def _adopt(session: AsyncSession, shape: _Shape, attrs: dict[str, Any]) -> Any:
     obj = shape.manager.new_instance()
     state = instance_state(obj)
     state.dict.update(attrs)
-    state.key = shape.mapper.identity_key_from_primary_key([attrs[k] for k in shape.primary_key])
+    state.key = _identity(shape, attrs)
     sync = session.sync_session
     state.session_id = sync.hash_key
     if not sync.identity_map.add(state):

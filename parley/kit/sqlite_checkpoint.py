@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 import structlog
 
@@ -59,11 +60,11 @@ class Checkpointer:
             self._users.pop(path, None)
             self._seen.pop(path, None)
             connection = self._connections.pop(path, None)
-        if connection is not None:
-            # A final checkpoint leaves the database file whole for tools that read it without the log.
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            connection.close()
+            if connection is not None:
+                # Under the lock: the thread may be about to use this very connection.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                connection.close()
 
     def checkpoint_all(self) -> None:
         """Checkpoints each registered database whose log was written since the last look."""
@@ -77,15 +78,21 @@ class Checkpointer:
             if written is None or self._seen.get(path) == written:
                 continue  # no log (yet, or any more), or nothing new in it: no need to open anything
             try:
+                # Held while the connection is used, so that unregister() never closes it under us.
                 with self._lock:
                     connection = self._connections.get(path)
                     if connection is None and path in self._users:
+                        # mode=rw: a database deleted meanwhile is not created anew, empty.
                         connection = self._connections[path] = sqlite3.connect(
-                            path, isolation_level=None, check_same_thread=False, timeout=0
+                            f"file:{quote(path)}?mode=rw",
+                            uri=True,
+                            isolation_level=None,
+                            check_same_thread=False,
+                            timeout=0,
                         )
-                if connection is not None:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self._seen[path] = written
+                    if connection is not None:
+                        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        self._seen[path] = written
             except sqlite3.Error as exc:
                 # Busy, or the database went away (a test's temporary file): the next tick tries again.
                 log.debug("sqlite.checkpoint_failed", path=path, error=str(exc))

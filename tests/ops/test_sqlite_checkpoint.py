@@ -53,3 +53,30 @@ def test_a_database_that_disappears_is_skipped(tmp_path):
     checkpointer.register(str(tmp_path / "missing" / "db.sqlite"))
     checkpointer.checkpoint_all()  # logged, not raised
     checkpointer.unregister(str(tmp_path / "missing" / "db.sqlite"))
+
+
+def test_engines_come_and_go_while_checkpoints_run(tmp_path):
+    """Registering and unregistering from other threads never closes a connection in use."""
+    import threading
+
+    paths = []
+    for n in range(8):
+        path = str(tmp_path / f"db{n}.sqlite")
+        _fill(path).close()
+        paths.append(path)
+    checkpointer = Checkpointer(interval_s=0.001)
+
+    def churn(path: str) -> None:
+        for _ in range(200):
+            checkpointer.register(path)
+            with sqlite3.connect(path) as writer:
+                writer.execute("INSERT INTO t (body) VALUES ('y')")
+            checkpointer.unregister(path)
+
+    threads = [threading.Thread(target=churn, args=(p,)) for p in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not checkpointer._users
+    assert not checkpointer._connections

@@ -59,8 +59,15 @@ async def _handle_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.payload(), status_code=exc.status_code, headers=exc.headers)
 
 
-def create_app(settings: Settings | None = None, *, run_workers: bool = False) -> FastAPI:
-    """Builds the application; ``run_workers`` also runs background work in this process."""
+def create_app(
+    settings: Settings | None = None, *, run_workers: bool = False, settle_heap: bool = False
+) -> FastAPI:
+    """Builds the application; ``run_workers`` also runs background work in this process.
+
+    ``settle_heap`` (``parley serve``): once started, freeze the start-up heap and collect the young
+    generation less often (parley/kit/gc_tuning.py). A full collection walked the whole heap for
+    150–350 ms, stalling every webhook and websocket of the process meanwhile.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -79,6 +86,10 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         log.info(
             "app.started", database=ctx.engine.url.render_as_string(hide_password=True), workers=run_workers
         )
+        if settle_heap:
+            from parley.kit.gc_tuning import settle_heap as settle
+
+            settle()
         try:
             yield
         finally:

@@ -88,7 +88,7 @@ def serve(
     settings = get_settings()
     settings.resolved_secret_key()  # refuse to start with a default secret outside development
     _migrate_embedded()
-    application = create_app(settings, run_workers=not no_workers)
+    application = create_app(settings, run_workers=not no_workers, settle_heap=True)
     uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
 
 

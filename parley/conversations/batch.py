@@ -108,17 +108,16 @@ _EVENTS_DONE = update(_EVENTS).where(_EVENTS.c.id.in_(bindparam("ids", expanding
 
 async def _look_up(
     session: AsyncSession, wanted: Mapping[tuple[uuid.UUID, str, str], set[str]]
-) -> dict[tuple[uuid.UUID, Key], _Found]:
+) -> dict[tuple[uuid.UUID, str, str, str], _Found]:
     """Every wanted identity with its contact and the contact's active conversation on the account."""
     decode = _lookup_decoder(session)
-    found: dict[tuple[uuid.UUID, Key], _Found] = {}
+    found: dict[tuple[uuid.UUID, str, str, str], _Found] = {}
     for (account_id, kind, scope), values in wanted.items():
         params = {"account_id": account_id, "kind": kind, "scope": scope, "values": sorted(values)}
         for row in (await session.execute(BATCH_LOOKUP, params)).all():
-            key = (account_id, Key(kind, scope, row[0]))
+            key = (account_id, kind, scope, row[0])
             if key not in found:
                 found[key] = decode(row[1:])
-    # Keys compare without ``verified``; the lookup's keys are made with the sender's own flag below.
     return found
 
 
@@ -168,7 +167,7 @@ async def process_batch(
     for item in items:
         account, sender = item.new.account, item.new.event.sender
         for key in item.keys:
-            hit = found.get((account.id, Key(key.kind, key.scope, key.value)))
+            hit = found.get((account.id, key.kind, key.scope, key.value))
             if hit is None:
                 continue
             if hit.contact is None or hit.contact.merged_into_id is not None:
@@ -189,7 +188,7 @@ async def process_batch(
             raise NotBatchable("one contact twice in a batch")
         contacts_seen.add(contact_id)
         for key in item.keys:
-            if (account.id, Key(key.kind, key.scope, key.value)) in found:
+            if (account.id, key.kind, key.scope, key.value) in found:
                 continue
             triple = (key.kind, key.scope, key.value)
             if claimed.setdefault(triple, contact_id) != contact_id:

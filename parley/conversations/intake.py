@@ -186,11 +186,11 @@ class Intake:
                 current = await self._current_accounts(session, group)
                 ready: list[tuple[Delivery, ChannelAccount]] = []
                 for delivery in group:
-                    account, refused = self._check(current, delivery)
-                    if account is None:
-                        outcomes[delivery] = refused
+                    checked = self._check(current, delivery)
+                    if isinstance(checked, ChannelAccount):
+                        ready.append((delivery, checked))
                     else:
-                        ready.append((delivery, account))
+                        outcomes[delivery] = checked
                 for batched, run in self._runs(ready):
                     done = await self._batch(session, run) if batched else None
                     if done is not None:
@@ -227,17 +227,17 @@ class Intake:
 
     def _check(
         self, current: dict[uuid.UUID, ChannelAccount], delivery: Delivery
-    ) -> tuple[ChannelAccount | None, BaseException]:
+    ) -> ChannelAccount | BaseException:
         """The account as the group's transaction reads it, or why the webhook is refused."""
         verified = delivery.account
         account = current.get(verified.id)
         if account is None or not account.is_active or account.type != verified.type:
             self.accounts.forget(verified.id)
-            return None, AccountGone()
+            return AccountGone()
         if account.updated_at != verified.updated_at:
             self.accounts.forget(verified.id)
-            return None, StaleAccount()
-        return account, _NOTHING
+            return StaleAccount()
+        return account
 
     def _runs(
         self, ready: list[tuple[Delivery, ChannelAccount]]
@@ -292,9 +292,6 @@ class Intake:
             # The passive reply was written in the savepoint just rolled back.
             _forget_reply(delivery)
             return exc
-
-
-_NOTHING = Exception()
 
 
 def _forget_reply(delivery: Delivery) -> None:

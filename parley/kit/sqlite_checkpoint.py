@@ -38,7 +38,6 @@ class Checkpointer:
         # The log's modification time when each database was last checkpointed.
         self._seen: dict[str, int] = {}
         self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
 
     def register(self, path: str) -> None:
         """One more engine uses the database at ``path``; checkpoints start if they had not."""
@@ -99,8 +98,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
+            time.sleep(self.interval_s)
             started = time.monotonic()
             self.checkpoint_all()
             with self._lock:
